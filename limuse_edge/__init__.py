@@ -1,0 +1,16 @@
+"""limuse_edge: LiMuSE target-speaker extraction from training to integer inference on CPU boards."""
+from limuse_edge.config import PRESETS, ModelConfig, get_preset
+from limuse_edge.quant import QuantRecipe, get_recipe
+
+__version__ = "0.1.0"
+__all__ = ["PRESETS", "ModelConfig", "QuantRecipe", "get_preset", "get_recipe", "build_model", "LiMuSE"]
+
+
+def __getattr__(name):  # torch-heavy names load on first use
+    if name == "LiMuSE":
+        from limuse_edge.model import LiMuSE
+        return LiMuSE
+    if name == "build_model":
+        from limuse_edge.checkpoint import build_model
+        return build_model
+    raise AttributeError(name)

@@ -1,0 +1,95 @@
+"""Checkpoints are plain data: {"format", "model_args": {"config", "recipe"}, "state_dict", "meta"}.
+
+They load with torch.load(weights_only=True), so no pickled code is ever executed.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from limuse_edge.config import ModelConfig, get_preset
+from limuse_edge.model import LiMuSE
+from limuse_edge.quant import QuantRecipe, get_recipe
+
+FORMAT = "limuse_edge/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not match what was asked for."""
+
+
+def build_model(preset_or_config: "str | ModelConfig", recipe: "str | QuantRecipe" = "float") -> LiMuSE:
+    cfg = get_preset(preset_or_config) if isinstance(preset_or_config, str) else preset_or_config
+    return LiMuSE(cfg, get_recipe(recipe))
+
+
+def atomic_save(obj, path: "str | Path") -> None:
+    """torch.save to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: "str | Path", model: LiMuSE, meta: dict | None = None, **extra) -> None:
+    atomic_save({"format": FORMAT, "model_args": model.get_model_args(),
+                 "state_dict": model.state_dict(), "meta": meta or {}, **extra}, path)
+
+
+def read_checkpoint(path: "str | Path") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint: no such file {str(path)!r}; expected a .pt written by limuse-edge")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(f"checkpoint: cannot read {str(path)!r} ({type(exc).__name__}); "
+                              f"expected an intact .pt written by limuse-edge") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint: {str(path)!r} is not a limuse-edge checkpoint "
+                              f"(expected format {FORMAT!r})")
+    return ckpt
+
+
+def load_checkpoint(path: "str | Path", *, recipe: "str | QuantRecipe | None" = None,
+                    config: ModelConfig | None = None) -> tuple[LiMuSE, dict]:
+    """Rebuild the model a checkpoint describes. `recipe` may name another recipe: a float checkpoint
+    then initialises a quantized model (QAT from float); `config`, when given, must match."""
+    ckpt = read_checkpoint(path)
+    saved_cfg = ModelConfig.from_dict(ckpt["model_args"]["config"])
+    saved_recipe = QuantRecipe.from_dict(ckpt["model_args"]["recipe"])
+    if config is not None and config != saved_cfg:
+        diff = {k: (v, getattr(config, k)) for k, v in saved_cfg.to_dict().items()
+                if getattr(config, k) != (tuple(v) if isinstance(v, list) else v)}
+        raise CheckpointError(f"checkpoint: {str(path)!r} holds another model configuration "
+                              f"(saved vs requested: {diff})")
+    target = get_recipe(recipe) if recipe is not None else saved_recipe
+    if saved_recipe.quantized and target != saved_recipe:
+        raise CheckpointError(f"checkpoint: {str(path)!r} was trained with recipe {saved_recipe.name!r}; "
+                              f"it cannot be loaded as {target.name!r} (only float checkpoints convert)")
+    model = LiMuSE(saved_cfg, target)
+    load_state(model, ckpt["state_dict"], source=str(path))
+    return model, ckpt
+
+
+def load_state(model: LiMuSE, state_dict: dict, source: str = "state dict") -> None:
+    """Strict load, except that quantizer parameters may be missing (a float state dict into a
+    quantized model: the quantizers then initialise from statistics)."""
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    missing = [k for k in missing if not _is_quantizer_key(k)]
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint: {source} does not fit the model: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}")
+
+
+def _is_quantizer_key(key: str) -> bool:
+    return any(part in key for part in ("input_quant", "output_quant", "weight_quant", "bias_quant", "act_quant"))

@@ -1,0 +1,3 @@
+from limuse_edge.model.limuse import LiMuSE
+
+__all__ = ["LiMuSE"]

@@ -1,0 +1,164 @@
+"""Building blocks of LiMuSE. Every conv/linear comes from the recipe, so one definition serves the
+float model and each quantized one."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from limuse_edge.quant import QuantRecipe
+
+NORM_EPS = 1e-8
+
+
+def global_layer_norm(channels: int) -> nn.GroupNorm:
+    """gLN: statistics over channels and time of each sample, per-channel affine (2C parameters)."""
+    return nn.GroupNorm(1, channels, eps=NORM_EPS)
+
+
+class GroupNormChannelsLast(nn.Module):
+    """GroupNorm with one group on channels-last (batch, time, channels): statistics over time and
+    channels of each sample, per-channel affine. Same parameters as nn.GroupNorm(1, channels)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-2:], eps=NORM_EPS) * self.weight + self.bias
+
+
+class TAC(nn.Module):
+    """Transform-average-concatenate across the K groups, per frame, on (B*K, T, d)."""
+
+    def __init__(self, dim: int, hidden: int, groups: int, recipe: QuantRecipe):
+        super().__init__()
+        self.groups = groups
+        self.transform = recipe.linear(dim, 3 * hidden)
+        self.transform_act = nn.PReLU()
+        self.average = recipe.linear(3 * hidden, 3 * hidden)
+        self.average_act = nn.PReLU()
+        self.concat = recipe.linear(6 * hidden, dim)
+        self.concat_act = nn.PReLU()
+        self.norm = GroupNormChannelsLast(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bk, t, _ = x.shape
+        y = self.transform_act(self.transform(x))
+        c = y.shape[2]
+        mean = self.average_act(self.average(y.view(-1, self.groups, t, c).mean(1)))
+        mean = mean.unsqueeze(1).expand(-1, self.groups, t, c).reshape(bk, t, c)
+        z = self.concat_act(self.concat(torch.cat([y, mean], 2)))
+        return x + self.norm(z)
+
+
+class DepthwiseSeparableBlock(nn.Module):
+    """On (batch, T, dim): 1x1 conv, PReLU, GroupNorm, dilated depthwise conv, PReLU, GroupNorm,
+    1x1 conv; residual. The 1x1 convs are per-frame linear maps, computed as Linear on channels-last
+    data (one large GEMM instead of many tiny convolutions)."""
+
+    def __init__(self, dim: int, hidden: int, kernel_size: int, dilation: int, recipe: QuantRecipe):
+        super().__init__()
+        self.expand = recipe.linear(dim, hidden)
+        self.expand_act = nn.PReLU()
+        self.expand_norm = GroupNormChannelsLast(hidden)
+        self.depthwise = recipe.conv1d(hidden, hidden, kernel_size, dilation=dilation,
+                                       padding=dilation * (kernel_size - 1) // 2, groups=hidden)
+        self.depthwise_act = nn.PReLU()
+        self.depthwise_norm = GroupNormChannelsLast(hidden)
+        self.project = recipe.linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.expand_norm(self.expand_act(self.expand(x)))
+        y = self.depthwise(y.transpose(1, 2)).transpose(1, 2)
+        y = self.depthwise_norm(self.depthwise_act(y))
+        return x + self.project(y)
+
+
+class GCLayer(nn.Module):
+    """One group-communication layer: TAC across groups, then the conv block on every group. The
+    weights are shared by all groups because the groups are folded into the batch."""
+
+    def __init__(self, dim, hidden, groups, kernel_size, dilation, recipe):
+        super().__init__()
+        self.tac = TAC(dim, hidden, groups, recipe)
+        self.conv = DepthwiseSeparableBlock(dim, hidden, kernel_size, dilation, recipe)
+
+    def forward(self, x):
+        return self.conv(self.tac(x))
+
+
+class GCTCN(nn.Module):
+    """GC-TCN(D, H, layers, stacks, K) on (B, D, T). With grouped=False it is the plain TCN of the
+    "raw" rows: an input gLN, then the conv blocks on all D channels."""
+
+    def __init__(self, dim: int, hidden: int, layers: int, stacks: int, groups: int, kernel_size: int,
+                 recipe: QuantRecipe, grouped: bool = True):
+        super().__init__()
+        self.groups = groups if grouped else 1
+        dilations = [2 ** i for _ in range(stacks) for i in range(layers)]
+        if grouped:
+            d, h = dim // groups, hidden // groups
+            self.input_norm = nn.Identity()
+            self.layers = nn.ModuleList(GCLayer(d, h, groups, kernel_size, dil, recipe) for dil in dilations)
+        else:
+            self.input_norm = global_layer_norm(dim)
+            self.layers = nn.ModuleList(DepthwiseSeparableBlock(dim, hidden, kernel_size, dil, recipe)
+                                        for dil in dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, d, t = x.shape
+        k = self.groups
+        # (B, D, T) -> groups folded into the batch, channels last: (B*K, T, D/K)
+        y = self.input_norm(x).reshape(b, k, d // k, t).transpose(2, 3).reshape(b * k, t, d // k)
+        for layer in self.layers:
+            y = layer(y)
+        return y.reshape(b, k, t, d // k).transpose(2, 3).reshape(b, d, t)
+
+
+def split_blocks(x: torch.Tensor, size: int) -> tuple[torch.Tensor, int]:
+    """(B, D, T) -> 50 %-overlapping blocks (B, D, size, n_blocks) and the tail padding `rest`."""
+    b, d, t = x.shape
+    hop = size // 2
+    rest = size - (hop + t % size) % size
+    x = F.pad(x, (hop, rest + hop))
+    first = x[:, :, :-hop].reshape(b, d, -1, size)
+    second = x[:, :, hop:].reshape(b, d, -1, size)
+    blocks = torch.stack([first, second], 3).reshape(b, d, -1, size)
+    return blocks.transpose(2, 3), rest
+
+
+def merge_blocks(blocks: torch.Tensor, rest: int) -> torch.Tensor:
+    """Overlap-add of split_blocks' output back to (B, D, T)."""
+    b, d, size, _ = blocks.shape
+    hop = size // 2
+    pairs = blocks.transpose(2, 3).reshape(b, d, -1, 2 * size)
+    first = pairs[:, :, :, :size].reshape(b, d, -1)[:, :, hop:]
+    second = pairs[:, :, :, size:].reshape(b, d, -1)[:, :, :-hop]
+    out = first + second
+    return out[:, :, : out.shape[2] - rest]
+
+
+class ContextCodec(nn.Module):
+    """Runs `main` on a 16x shorter sequence: each block of `size` frames is encoded by a small GC-TCN
+    and averaged to one vector; the main block's output is broadcast back over its block, added to the
+    encoded block, decoded by another small GC-TCN and overlap-added."""
+
+    def __init__(self, dim, hidden, size, layers, groups, kernel_size, main: nn.Module, recipe):
+        super().__init__()
+        self.size = size
+        self.encoder = GCTCN(dim, hidden, layers, 1, groups, kernel_size, recipe)
+        self.main = main
+        self.decoder = GCTCN(dim, hidden, layers, 1, groups, kernel_size, recipe)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, d, _ = x.shape
+        blocks, rest = split_blocks(x, self.size)  # (B, D, size, n)
+        n = blocks.shape[3]
+        folded = blocks.permute(0, 3, 1, 2).reshape(b * n, d, self.size)
+        encoded = self.encoder(folded)
+        summary = encoded.mean(2).reshape(b, n, d).transpose(1, 2)
+        context = self.main(summary).transpose(1, 2).reshape(b * n, d, 1)
+        decoded = self.decoder(encoded + context)
+        return merge_blocks(decoded.reshape(b, n, d, self.size).permute(0, 2, 3, 1), rest)

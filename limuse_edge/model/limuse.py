@@ -1,0 +1,95 @@
+"""LiMuSE: encoder -> cue encoders -> audio stage -> fusion stage -> mask -> decoder."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from limuse_edge.config import VISUAL_DIM, VOICEPRINT_DIM, ModelConfig
+from limuse_edge.model.blocks import GCTCN, ContextCodec, global_layer_norm
+from limuse_edge.quant import QuantRecipe, get_recipe
+
+_MASK_ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+
+
+def _stage(cfg: ModelConfig, dim: int, hidden: int, layers: int, stacks: int, context_hidden: int,
+           recipe: QuantRecipe) -> nn.Module:
+    main = GCTCN(dim, hidden, layers, stacks, cfg.groups, cfg.kernel_size, recipe, grouped=cfg.grouped)
+    if not cfg.context_codec:
+        return main
+    return ContextCodec(dim, context_hidden, cfg.context_size, cfg.context_layers, cfg.groups,
+                        cfg.kernel_size, main, recipe)
+
+
+class LiMuSE(nn.Module):
+    """forward(mixture (B, C, S), voiceprint (B, 512), visual (B, V, 256)) -> target (B, S)."""
+
+    def __init__(self, config: ModelConfig, recipe: "QuantRecipe | str" = "float"):
+        super().__init__()
+        self.config = cfg = config
+        self.recipe = recipe = get_recipe(recipe)
+        n = cfg.n_filters
+        self.encoder = recipe.conv1d(cfg.mic_channels, n, cfg.filter_length, stride=cfg.hop, edge=True)
+        if "voiceprint" in cfg.cues:
+            self.voiceprint_encoder = recipe.conv1d(VOICEPRINT_DIM, n, 1)
+        if "visual" in cfg.cues:
+            self.visual_encoder = recipe.linear(VISUAL_DIM, n)
+        self.norm = global_layer_norm(n)
+        self.audio_stage = _stage(cfg, n, cfg.audio_hidden, cfg.audio_layers, cfg.audio_stacks,
+                                  cfg.context_hidden, recipe)
+        self.fusion_stage = _stage(cfg, cfg.fusion_dim, cfg.fusion_hidden, cfg.fusion_layers,
+                                   cfg.fusion_stacks, cfg.fusion_context_hidden, recipe)
+        self.mask = recipe.conv1d(cfg.fusion_dim, n, 1, edge=True)
+        self.mask_activation = _MASK_ACTIVATIONS[cfg.mask_activation]()
+        self.decoder = nn.ConvTranspose1d(n, 1, cfg.filter_length, stride=cfg.hop)
+
+    def get_model_args(self) -> dict:
+        return {"config": self.config.to_dict(), "recipe": self.recipe.to_dict()}
+
+    def forward(self, mixture: torch.Tensor, voiceprint: torch.Tensor | None = None,
+                visual: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_inputs(mixture, voiceprint, visual)
+        cfg = self.config
+        n_samples = mixture.shape[-1]
+        # Pad the tail so the frames tile the input exactly and the decoder returns every sample.
+        pad = (cfg.hop - (n_samples - cfg.filter_length) % cfg.hop) % cfg.hop
+        mix_frames = self.encoder(F.pad(mixture, (0, pad)))  # (B, N, T)
+        b, n, t = mix_frames.shape
+
+        streams = [self.audio_stage(self.norm(mix_frames))]
+        if voiceprint is not None:
+            vp = self.voiceprint_encoder(voiceprint.unsqueeze(-1)).expand(b, n, t)
+            streams.append(self.norm(vp))
+        if visual is not None:
+            vis = self.visual_encoder(visual).transpose(1, 2)  # (B, N, V)
+            vis = F.interpolate(vis, size=t, mode="linear", align_corners=False)
+            streams.append(self.norm(vis))
+        # Channel m*c + i is channel c of stream i, so every contiguous group sees every modality.
+        fused = torch.stack(streams, 2).reshape(b, len(streams) * n, t)
+        fused = self.fusion_stage(fused)
+
+        mask = self.mask_activation(self.mask(fused))
+        return self.decoder(mix_frames * mask)[:, 0, :n_samples]
+
+    def check_inputs(self, mixture, voiceprint, visual) -> None:
+        cfg = self.config
+        if mixture.dim() != 3 or mixture.shape[1] != cfg.mic_channels:
+            raise ValueError(f"mixture: got shape {tuple(mixture.shape)}; "
+                             f"expected (batch, {cfg.mic_channels}, samples)")
+        if mixture.shape[2] < cfg.filter_length:
+            raise ValueError(f"mixture: got {mixture.shape[2]} samples; expected at least "
+                             f"{cfg.filter_length} (one encoder filter)")
+        b = mixture.shape[0]
+        for name, tensor, dim, rank_desc in (("voiceprint", voiceprint, VOICEPRINT_DIM, f"({b}, {VOICEPRINT_DIM})"),
+                                             ("visual", visual, VISUAL_DIM, f"({b}, frames, {VISUAL_DIM})")):
+            wanted = name in cfg.cues
+            if tensor is None:
+                if wanted:
+                    raise ValueError(f"{name}: missing; this model expects a {name} of shape {rank_desc}")
+                continue
+            if not wanted:
+                raise ValueError(f"{name}: this model has no {name} cue (cues: {list(cfg.cues)}); "
+                                 f"pass {name}=None")
+            rank = 2 if name == "voiceprint" else 3
+            if tensor.dim() != rank or tensor.shape[0] != b or tensor.shape[-1] != dim or tensor.shape[1] < 1:
+                raise ValueError(f"{name}: got shape {tuple(tensor.shape)}; expected {rank_desc}")
