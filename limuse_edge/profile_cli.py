@@ -1,0 +1,51 @@
+"""`limuse-edge profile --preset P --recipe R`: params, size and MACs of a preset under a recipe."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from limuse_edge.config import PRESETS, SAMPLE_RATE, get_preset
+from limuse_edge.quant import get_recipe
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--preset", default="limuse_k32", help=f"one of {', '.join(PRESETS)} (default limuse_k32)")
+    parser.add_argument("--recipe", default="float", help="'float', 'w3a8', 'w4a8-pc-po2', ... (default float)")
+    parser.add_argument("--samples", type=int, default=3 * SAMPLE_RATE,
+                        help=f"input length in samples at {SAMPLE_RATE} Hz for the MAC count (default 48000, 3 s)")
+    parser.add_argument("--json", type=Path, help="also write the profile as JSON to this path")
+
+
+def run(args) -> int:
+    # Validate the cheap things before building a model that may take seconds.
+    cfg = get_preset(args.preset)
+    get_recipe(args.recipe)
+    if args.samples < cfg.filter_length:
+        raise ValueError(f"--samples: got {args.samples}; expected at least {cfg.filter_length} "
+                         f"(one encoder filter of preset {args.preset})")
+    if args.json is not None and not args.json.parent.is_dir():
+        raise NotADirectoryError(f"--json: directory {str(args.json.parent)!r} does not exist")
+
+    import torch
+
+    from limuse_edge.profile import format_profile, profile_preset
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    profile = profile_preset(args.preset, args.recipe, args.samples)
+    print(format_profile(profile))
+    if args.json is not None:
+        _write_atomic(args.json, json.dumps(profile.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
