@@ -1,0 +1,1 @@
+"""limuse_runtime: LiMuSE inference on CPU boards with numpy, onnxruntime and soundfile only (never torch)."""

@@ -1,0 +1,144 @@
+"""onnxruntime backend: loads an exported LiMuSE graph and runs one window of audio through it.
+
+The graph contract (written by limuse_export): inputs `mixture` (B, C, S) float32, optionally
+`voiceprint` (B, 512) and `visual` (B, V, 256); output `target` (B, S). A model without a cue lacks
+that input, so the channel count and the cues are read from the graph itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from limuse_runtime.errors import InputError
+
+SAMPLE_RATE = 16000
+VIDEO_FPS = 25
+SAMPLES_PER_VIDEO_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640
+VOICEPRINT_DIM = 512
+VISUAL_DIM = 256
+# Shortest mixture accepted: one video frame (40 ms). It is longer than any encoder filter, and the
+# visual cue needs at least one frame to interpolate from.
+MIN_SAMPLES = SAMPLES_PER_VIDEO_FRAME
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What a graph expects, read from its inputs."""
+
+    mic_channels: int
+    has_voiceprint: bool
+    has_visual: bool
+
+
+def session_options(threads: int, optimized_model_path: str | None = None,
+                    profile_prefix: str | None = None) -> ort.SessionOptions:
+    """EXTENDED: the QDQ -> QLinearConv / QGemm fusions happen from this level on. ALL adds the NCHWc layout
+    transformer, which inserts reorders around every Conv of this network and measured slower."""
+    if threads < 1:
+        raise InputError(f"threads: got {threads}; expected a positive integer")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if optimized_model_path:
+        opts.optimized_model_filepath = optimized_model_path
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+    return opts
+
+
+def read_contract(session: ort.InferenceSession) -> ModelContract:
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = [o.name for o in session.get_outputs()]
+    if "mixture" not in inputs or outputs != ["target"]:
+        raise InputError(f"model: inputs {sorted(inputs)} -> outputs {outputs}; expected a LiMuSE export "
+                         f"with inputs mixture[, voiceprint][, visual] and the single output target")
+    unknown = sorted(set(inputs) - {"mixture", "voiceprint", "visual"})
+    if unknown:
+        raise InputError(f"model: unexpected inputs {unknown}; expected mixture, voiceprint, visual")
+    shape = inputs["mixture"].shape
+    if len(shape) != 3 or not isinstance(shape[1], int):
+        raise InputError(f"model: mixture input has shape {shape}; expected (batch, channels, samples) "
+                         f"with a fixed channel count")
+    return ModelContract(mic_channels=shape[1], has_voiceprint="voiceprint" in inputs,
+                         has_visual="visual" in inputs)
+
+
+class OrtSeparator:
+    """Callable: separator(mixture (C, S), voiceprint (512,) | None, visual (V, 256) | None) -> (S,)."""
+
+    def __init__(self, model_path: str | Path, threads: int = 1, *, optimized_model_path: str | None = None,
+                 profile_prefix: str | None = None):
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise InputError(f"model: no such file {str(model_path)!r}; expected an exported "
+                             f"<name>.int8.onnx or <name>.float.onnx")
+        opts = session_options(threads, optimized_model_path, profile_prefix)
+        try:
+            self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types for foreign or corrupt files
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"model: cannot load {str(model_path)!r} as ONNX ({first_line[:160]}); "
+                             f"expected an exported <name>.int8.onnx or <name>.float.onnx") from None
+        self.contract = read_contract(self.session)
+        self.path = model_path
+
+    def check(self, mixture: np.ndarray, voiceprint: np.ndarray | None, visual: np.ndarray | None) -> None:
+        """Raises InputError unless the arrays fit the model (shapes, channels, finite values)."""
+        c = self.contract
+        if mixture.ndim != 2 or mixture.shape[0] != c.mic_channels:
+            raise InputError(f"mixture: got shape {mixture.shape}; expected ({c.mic_channels}, samples)")
+        if mixture.shape[1] < MIN_SAMPLES:
+            raise InputError(f"mixture: got {mixture.shape[1]} samples; expected at least {MIN_SAMPLES} "
+                             f"({MIN_SAMPLES / SAMPLE_RATE:.2f} s at {SAMPLE_RATE} Hz)")
+        if not np.isfinite(mixture).all():
+            raise InputError("mixture: contains NaN or Inf; expected finite samples")
+        check_voiceprint(voiceprint, c)
+        check_visual(visual, c)
+
+    def __call__(self, mixture: np.ndarray, voiceprint: np.ndarray | None = None,
+                 visual: np.ndarray | None = None) -> np.ndarray:
+        self.check(mixture, voiceprint, visual)
+        feeds = {"mixture": np.ascontiguousarray(mixture[None], dtype=np.float32)}
+        if self.contract.has_voiceprint:
+            feeds["voiceprint"] = np.ascontiguousarray(voiceprint[None], dtype=np.float32)
+        if self.contract.has_visual:
+            if visual is None:  # no face: the published convention is an all-zero track
+                visual = np.zeros((n_video_frames(mixture.shape[1]), VISUAL_DIM), np.float32)
+            feeds["visual"] = np.ascontiguousarray(visual[None], dtype=np.float32)
+        return self.session.run(["target"], feeds)[0][0]
+
+
+def n_video_frames(n_samples: int) -> int:
+    """Video frames (25 fps) that cover n_samples of 16 kHz audio."""
+    return max(1, -(-n_samples // SAMPLES_PER_VIDEO_FRAME))
+
+
+def check_voiceprint(voiceprint: np.ndarray | None, contract: ModelContract) -> None:
+    if not contract.has_voiceprint:
+        if voiceprint is not None:
+            raise InputError("voiceprint: this model has no voiceprint input (a no-VP variant); "
+                             "expected no voiceprint")
+        return
+    if voiceprint is None:
+        raise InputError(f"voiceprint: missing; this model expects a voiceprint of shape ({VOICEPRINT_DIM},)")
+    if voiceprint.shape != (VOICEPRINT_DIM,):
+        raise InputError(f"voiceprint: got shape {voiceprint.shape}; expected ({VOICEPRINT_DIM},)")
+    if not np.isfinite(voiceprint).all():
+        raise InputError("voiceprint: contains NaN or Inf; expected finite values")
+
+
+def check_visual(visual: np.ndarray | None, contract: ModelContract) -> None:
+    if visual is None:
+        return
+    if not contract.has_visual:
+        raise InputError("visual: this model has no visual input (a no-VIS variant); expected no visual")
+    if visual.ndim != 2 or visual.shape[1] != VISUAL_DIM or visual.shape[0] < 1:
+        raise InputError(f"visual: got shape {visual.shape}; expected (frames, {VISUAL_DIM}) at {VIDEO_FPS} fps")
+    if not np.isfinite(visual).all():
+        raise InputError("visual: contains NaN or Inf; expected finite values")

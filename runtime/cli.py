@@ -1,0 +1,82 @@
+"""limuse-run: target-speaker extraction on a CPU board (numpy, onnxruntime, soundfile; no torch).
+
+    limuse-run --model M.int8.onnx --mixture mix.wav [--voiceprint vp.npy] [--visual lips.npy]
+               --out target.wav [--threads N] [--window S] [--overlap S]
+    limuse-run <subcommand> ...      (see SUBCOMMANDS)
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+from limuse_runtime.errors import InputError
+
+# Other tools of the runtime register here: name -> "module:function", called with the remaining argv
+# and returning an exit code. The module is imported only when its sub-command is used.
+SUBCOMMANDS = {
+    "golden": "limuse_runtime.golden.cli:run_golden_cli",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return dispatch(argv[0], argv[1:])
+    return run(argv)
+
+
+def dispatch(name: str, argv: list[str]) -> int:
+    module_name, function_name = SUBCOMMANDS[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            print(f"limuse-run {name}: error: {module_name} is not installed; expected the package "
+                  f"that provides it", file=sys.stderr)
+            return 2
+        raise
+    return int(getattr(module, function_name)(argv) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="limuse-run", description=__doc__.splitlines()[0],
+                                     epilog=f"sub-commands: {', '.join(SUBCOMMANDS)}")
+    parser.add_argument("--model", required=True, help="exported <name>.int8.onnx or <name>.float.onnx")
+    parser.add_argument("--mixture", required=True, help="16 kHz wav with the model's microphone channels")
+    parser.add_argument("--voiceprint", help="(512,) .npy speaker embedding; required unless the model has no VP")
+    parser.add_argument("--visual", help="(frames, 256) .npy lip features at 25 fps; missing means no face")
+    parser.add_argument("--out", required=True, help="output wav (mono, 16 kHz, float)")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    parser.add_argument("--window", type=float, default=None, help="window length in seconds (default 3.0)")
+    parser.add_argument("--overlap", type=float, default=None, help="window overlap in seconds (default 0.4)")
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        # Imported here so that `limuse-run golden` does not pay for onnxruntime.
+        from limuse_runtime.backend import OrtSeparator
+        from limuse_runtime.streaming import (DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, WindowPlan, load_visual,
+                                              load_voiceprint, separate_file)
+        plan = WindowPlan.from_seconds(DEFAULT_WINDOW_S if args.window is None else args.window,
+                                       DEFAULT_OVERLAP_S if args.overlap is None else args.overlap)
+        separator = OrtSeparator(args.model, threads=args.threads)
+        voiceprint = load_voiceprint(args.voiceprint) if args.voiceprint else None
+        visual = load_visual(args.visual) if args.visual else None
+        if voiceprint is None and separator.contract.has_voiceprint:
+            raise InputError("voiceprint: missing; this model expects --voiceprint, a .npy of shape (512,)")
+        started = time.perf_counter()
+        duration = separate_file(separator, separator.contract, args.mixture, args.out, voiceprint, visual, plan)
+        wall = time.perf_counter() - started
+    except InputError as exc:
+        print(f"limuse-run: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"duration {duration:.2f} s  wall {wall:.3f} s  RTF {wall / duration:.4f}  -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Recordings of any duration, in overlapping windows, with memory that does not grow with duration.
+
+Windows. The mixture is cut into windows of `window` samples that start every `hop = window - overlap`
+samples; the last window runs to the end of the recording and is between window - hop/2 and
+window + hop/2 long (the remainder is merged into it rather than processed as a short window, whose
+normalisation statistics would be poor). Window and overlap are whole video frames (640 samples at
+25 fps), so every window starts on a video-frame boundary and the visual frames [start/640,
+ceil(stop/640)) are exactly the ones that cover it.
+
+Overlap-add. Successive windows overlap by `overlap` samples and are cross-faded there with a linear
+ramp: the earlier window is weighted 1 - r and the later r, r = (i + 0.5) / overlap for sample i of
+the overlap. The weights sum to 1 at every sample, so a signal that both windows reproduce exactly is
+reproduced exactly. Outside the overlaps each window's output is used as is.
+
+Memory. The mixture is read one window at a time (SoundFile.seek + read) and the output is written as
+soon as it is final; only the overlap tail of the previous window is held back. Peak memory is set by
+the longest window, not by the recording.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import soundfile as sf
+
+from limuse_runtime.backend import (SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VIDEO_FPS, MIN_SAMPLES, VISUAL_DIM,
+                                    VOICEPRINT_DIM, ModelContract, n_video_frames)
+from limuse_runtime.errors import InputError
+
+Separator = Callable[[np.ndarray, "np.ndarray | None", "np.ndarray | None"], np.ndarray]
+ReadWindow = Callable[[int, int], np.ndarray]
+
+DEFAULT_WINDOW_S = 3.0
+DEFAULT_OVERLAP_S = 0.4
+# Real lip tracks drift by a frame or two from the audio; anything further off is a wrong file.
+VISUAL_FRAME_SLACK = 0.05
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    window: int  # samples
+    overlap: int  # samples
+
+    @classmethod
+    def from_seconds(cls, window_s: float = DEFAULT_WINDOW_S, overlap_s: float = DEFAULT_OVERLAP_S) -> "WindowPlan":
+        window_frames, overlap_frames = round(window_s * VIDEO_FPS), round(overlap_s * VIDEO_FPS)
+        if window_frames < 2 or not 1 <= overlap_frames <= window_frames // 2:
+            raise InputError(f"window: got window {window_s} s with overlap {overlap_s} s; expected a window of "
+                             f"at least {2 / VIDEO_FPS} s and an overlap between {1 / VIDEO_FPS} s and half "
+                             f"the window, in multiples of {1 / VIDEO_FPS} s (one video frame)")
+        return cls(window_frames * SAMPLES_PER_VIDEO_FRAME, overlap_frames * SAMPLES_PER_VIDEO_FRAME)
+
+    @property
+    def hop(self) -> int:
+        return self.window - self.overlap
+
+    def windows(self, n_samples: int) -> list[tuple[int, int]]:
+        """(start, stop) of every window; see the module docstring."""
+        count = max(1, int(np.floor((n_samples - self.overlap) / self.hop + 0.5)))
+        spans = [(k * self.hop, k * self.hop + self.window) for k in range(count - 1)]
+        return spans + [((count - 1) * self.hop, n_samples)]
+
+
+def overlap_add(separator: Separator, read: ReadWindow, n_samples: int, voiceprint: np.ndarray | None,
+                visual: np.ndarray | None, plan: WindowPlan) -> Iterator[np.ndarray]:
+    """Yields consecutive blocks of the output; together they are n_samples long."""
+    spans = plan.windows(n_samples)
+    ramp = ((np.arange(plan.overlap) + 0.5) / plan.overlap).astype(np.float32)
+    pending = None
+    for index, (start, stop) in enumerate(spans):
+        out = np.asarray(separator(read(start, stop), voiceprint, visual_for(visual, start, stop)), np.float32)
+        if pending is not None:
+            out[: plan.overlap] = pending * (1 - ramp) + out[: plan.overlap] * ramp
+        if index == len(spans) - 1:
+            yield out
+        else:
+            pending = out[-plan.overlap:].copy()
+            yield out[: -plan.overlap]
+
+
+def visual_for(visual: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
+    """The video frames that cover samples [start, stop); a track that ends early repeats its last frame."""
+    if visual is None:
+        return None
+    first, last = start // SAMPLES_PER_VIDEO_FRAME, -(-stop // SAMPLES_PER_VIDEO_FRAME)
+    index = np.minimum(np.arange(first, last), len(visual) - 1)
+    return visual[index]
+
+
+def separate_array(separator: Separator, mixture: np.ndarray, voiceprint: np.ndarray | None = None,
+                   visual: np.ndarray | None = None, plan: WindowPlan | None = None) -> np.ndarray:
+    """In-memory windowed inference on mixture (C, S) -> (S,)."""
+    plan = plan or WindowPlan.from_seconds()
+    check_visual_length(visual, mixture.shape[1])
+    blocks = overlap_add(separator, lambda a, b: mixture[:, a:b], mixture.shape[1], voiceprint, visual, plan)
+    return np.concatenate(list(blocks))
+
+
+def separate_file(separator: Separator, contract: ModelContract, mixture_path: str | Path, out_path: str | Path,
+                  voiceprint: np.ndarray | None = None, visual: np.ndarray | None = None,
+                  plan: WindowPlan | None = None) -> float:
+    """Windowed inference from a wav file to a mono float wav; returns the duration in seconds.
+    The output appears only when complete (written to a temporary file, then renamed)."""
+    plan = plan or WindowPlan.from_seconds()
+    out_path = Path(out_path)
+    if not out_path.parent.is_dir():
+        raise InputError(f"out: directory {str(out_path.parent)!r} does not exist; expected a path to a "
+                         f".wav file in an existing directory")
+    n_samples = check_mixture_file(mixture_path, contract.mic_channels)
+    check_visual_length(visual, n_samples)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".wav", dir=out_path.parent)
+    os.close(fd)
+    try:
+        with sf.SoundFile(str(mixture_path)) as source, \
+                sf.SoundFile(tmp, "w", samplerate=SAMPLE_RATE, channels=1, subtype="FLOAT", format="WAV") as sink:
+            def read(start: int, stop: int) -> np.ndarray:
+                source.seek(start)
+                return source.read(stop - start, dtype="float32", always_2d=True).T
+
+            for block in overlap_add(separator, read, n_samples, voiceprint, visual, plan):
+                sink.write(block)
+        os.replace(tmp, out_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n_samples / SAMPLE_RATE
+
+
+def check_mixture_file(path: str | Path, channels: int) -> int:
+    """Validates a mixture file without loading it whole; returns its length in samples."""
+    path = Path(path)
+    expected = f"a {SAMPLE_RATE} Hz wav with {channels} channel{'s' if channels > 1 else ''}"
+    if not path.is_file():
+        raise InputError(f"mixture: no such file {str(path)!r}; expected {expected}")
+    try:
+        info = sf.info(str(path))
+    except Exception:  # libsndfile reports unreadable files as several exception types
+        raise InputError(f"mixture: cannot read {str(path)!r} as audio; expected {expected}") from None
+    if info.samplerate != SAMPLE_RATE:
+        raise InputError(f"mixture: sample rate {info.samplerate} Hz; expected {expected}")
+    if info.channels != channels:
+        raise InputError(f"mixture: {info.channels} channel{'s' if info.channels > 1 else ''}; expected {expected}")
+    if info.frames < MIN_SAMPLES:
+        raise InputError(f"mixture: {info.frames} samples ({info.frames / SAMPLE_RATE:.3f} s); expected at least "
+                         f"{MIN_SAMPLES} samples ({MIN_SAMPLES / SAMPLE_RATE:.2f} s)")
+    for block in sf.blocks(str(path), blocksize=SAMPLE_RATE * 10, dtype="float32", always_2d=True):
+        if not np.isfinite(block).all():
+            raise InputError(f"mixture: {str(path)!r} contains NaN or Inf; expected finite samples")
+    return info.frames
+
+
+def check_visual_length(visual: np.ndarray | None, n_samples: int) -> None:
+    if visual is None:
+        return
+    expected = n_video_frames(n_samples)
+    if abs(len(visual) - expected) > max(2, VISUAL_FRAME_SLACK * expected):
+        raise InputError(f"visual: got {len(visual)} frames for {n_samples / SAMPLE_RATE:.2f} s of audio; "
+                         f"expected about {expected} frames ({VIDEO_FPS} fps)")
+
+
+def load_voiceprint(path: str | Path) -> np.ndarray:
+    """A .npy of shape (512,) or (1, 512)."""
+    array = _load_npy(path, "voiceprint", f"({VOICEPRINT_DIM},)")
+    if array.shape == (1, VOICEPRINT_DIM):
+        array = array[0]
+    if array.shape != (VOICEPRINT_DIM,):
+        raise InputError(f"voiceprint: got shape {array.shape} in {str(path)!r}; expected ({VOICEPRINT_DIM},)")
+    return array
+
+
+def load_visual(path: str | Path) -> np.ndarray:
+    """A .npy of shape (frames, 256) or (1, frames, 256), 25 fps."""
+    array = _load_npy(path, "visual", f"(frames, {VISUAL_DIM})")
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2 or array.shape[1] != VISUAL_DIM or array.shape[0] < 1:
+        raise InputError(f"visual: got shape {array.shape} in {str(path)!r}; expected (frames, {VISUAL_DIM}) "
+                         f"at {VIDEO_FPS} fps")
+    return array
+
+
+def _load_npy(path: str | Path, name: str, shape: str) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{name}: no such file {str(path)!r}; expected a .npy array of shape {shape}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception:  # numpy raises ValueError / OSError / EOFError for foreign files
+        raise InputError(f"{name}: cannot read {str(path)!r} as a .npy array; expected shape {shape}") from None
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"{name}: {str(path)!r} holds {getattr(array, 'dtype', type(array))}; expected a float "
+                         f"array of shape {shape}")
+    if not np.isfinite(array).all():
+        raise InputError(f"{name}: {str(path)!r} contains NaN or Inf; expected finite values")
+    return array.astype(np.float32)
