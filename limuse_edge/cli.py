@@ -8,6 +8,7 @@ import sys
 
 COMMANDS = {
     "profile": ("limuse_edge.profile_cli", "params, size and MACs of a preset under a recipe"),
+    "make-corpus": ("limuse_edge.data.cli", "build an offline multi-cue corpus in the MC_Grid layout"),
 }
 
 # Errors that bad input raises on purpose: reported on one line, never as a traceback.
