@@ -196,6 +196,9 @@ def _plan(words: list[str], rng: np.random.Generator) -> list[list[_Segment]]:
 
 # --- spectral shapes -----------------------------------------------------------------------------
 _FREQS = np.fft.rfftfreq(_NFFT, 1 / SAMPLE_RATE)
+_W = 2 * np.pi * _FREQS / SAMPLE_RATE
+_COS1, _COS2 = np.cos(_W)[None, :, None], np.cos(2 * _W)[None, :, None]
+_SIN1, _SIN2 = np.sin(_W)[None, :, None], np.sin(2 * _W)[None, :, None]
 
 
 def _band(center, width_oct):
@@ -214,15 +217,17 @@ _NOISE_SHAPES = {
 
 
 def _formant_response(formants: np.ndarray, bandwidths: np.ndarray) -> np.ndarray:
-    """|H| of a cascade of digital resonators, unity gain at DC. formants, bandwidths: (frames, k)."""
-    w = 2 * np.pi * _FREQS / SAMPLE_RATE  # (bins,)
-    z1 = np.exp(-1j * w)[None, :, None]
+    """|H| of a cascade of digital resonators, unity gain at DC. formants, bandwidths: (frames, k).
+
+    |1 + a1 e^-jw + a2 e^-2jw|^2 in real arithmetic: the complex form costs five times as much.
+    """
     r = np.exp(-np.pi * bandwidths / SAMPLE_RATE)[:, None, :]
-    theta = (2 * np.pi * formants / SAMPLE_RATE)[:, None, :]
-    a1, a2 = -2 * r * np.cos(theta), r * r
-    gain = 1 + a1 + a2
-    h = gain / (1 + a1 * z1 + a2 * z1 * z1)
-    return np.abs(h).prod(axis=-1)  # (frames, bins)
+    a1 = -2 * r * np.cos(2 * np.pi * formants / SAMPLE_RATE)[:, None, :]
+    a2 = r * r
+    re = 1 + a1 * _COS1 + a2 * _COS2
+    im = a1 * _SIN1 + a2 * _SIN2
+    power = np.prod((1 + a1 + a2) ** 2 / (re * re + im * im), axis=-1)
+    return np.sqrt(power)
 
 
 def _rosenberg_derivative(phase_frac: np.ndarray, open_quotient: float) -> np.ndarray:
