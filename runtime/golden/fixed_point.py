@@ -1,0 +1,129 @@
+"""Integer primitives of the golden engine: power-of-two scales, half-to-even shifts, range checks.
+
+Conventions (shared by Brevitas, QONNX `Quant` with rounding_mode ROUND, and ONNX QuantizeLinear):
+  code = clamp(round_half_even(x / 2^e), qmin, qmax),  value = code * 2^e.
+Porters: TFLite and CMSIS-NN requantize with `(acc * M + (1 << (n-1))) >> n`, which rounds ties
+up (or away from zero). With power-of-two scales about a fifth of all accumulators are exact ties, so
+those kernels disagree with QAT on many outputs; `shift_right_half_even` below is the rule to port.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from limuse_runtime.errors import InputError
+
+INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
+
+
+class GoldenError(InputError):
+    """A model or input the bit-exact engine cannot run exactly."""
+
+
+@dataclass(frozen=True)
+class QTensor:
+    """Integer codes and a power-of-two exponent: the real value is codes * 2**exponent.
+
+    `exponent` is an int or an int array broadcastable to `codes` (per-channel weights).
+    `bits` is None for wide intermediates (accumulators, aligned sums)."""
+
+    codes: np.ndarray
+    exponent: "int | np.ndarray"
+    bits: "int | None" = None
+    signed: bool = True
+    narrow: bool = False
+
+    def with_codes(self, codes: np.ndarray) -> "QTensor":
+        return QTensor(codes, self.exponent, self.bits, self.signed, self.narrow)
+
+    def dequantize(self) -> np.ndarray:
+        # Exact in float32 while |codes| < 2^24, which holds for every <= 8-bit tensor.
+        return self.codes.astype(np.float32) * np.exp2(np.asarray(self.exponent, np.float32))
+
+    @property
+    def per_tensor(self) -> bool:
+        return np.ndim(self.exponent) == 0
+
+
+def code_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
+    if signed:
+        return (-(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1)
+    return (0, 2 ** bits - 1 - int(narrow))
+
+
+def po2_exponent(scale: np.ndarray, where: str) -> "int | np.ndarray":
+    """The integer e with scale == 2^e exactly, or a GoldenError naming `where`."""
+    scale = np.asarray(scale, dtype=np.float64)
+    if np.any(scale <= 0) or not np.all(np.isfinite(scale)):
+        raise GoldenError(f"{where}: scale {scale.ravel()[:4]} is not positive and finite; "
+                          f"expected power-of-two scales (recipe with -po2)")
+    mantissa, exp = np.frexp(scale)
+    if np.any(mantissa != 0.5):
+        bad = scale[mantissa != 0.5].ravel()[:3]
+        raise GoldenError(f"{where}: scale {bad.tolist()} is not a power of two; the golden engine is "
+                          f"bit-exact only for power-of-two scales (train with a '-po2' recipe, e.g. w3a8-po2)")
+    exp = (exp - 1).astype(np.int64)
+    return int(exp.ravel()[0]) if exp.size == 1 else exp
+
+
+def shift_right_half_even(acc: np.ndarray, shift: "int | np.ndarray") -> np.ndarray:
+    """round_half_even(acc / 2^shift) for int64 acc; shift may be <= 0 (then an exact left shift)."""
+    acc = np.asarray(acc, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if np.all(shift <= 0):
+        return acc << (-shift)
+    if np.any(shift <= 0):  # mixed per-channel shifts: handle each sign with the rule that fits
+        return np.where(shift > 0, shift_right_half_even(acc, np.maximum(shift, 1)),
+                        acc << np.maximum(-shift, 0))
+    floor = acc >> shift  # arithmetic shift: floor division, also for negatives
+    remainder = acc - (floor << shift)
+    half = np.int64(1) << (shift - 1)
+    round_up = (remainder > half) | ((remainder == half) & (floor & 1 == 1))
+    return floor + round_up
+
+
+def clamp(codes: np.ndarray, bits: int, signed: bool, narrow: bool) -> np.ndarray:
+    lo, hi = code_range(bits, signed, narrow)
+    return np.clip(codes, lo, hi)
+
+
+def quantize_float(x: np.ndarray, exponent, bits: int, signed: bool, narrow: bool) -> np.ndarray:
+    """Brevitas/QONNX Quant of a float32 tensor: x / 2^e is exact in float, then rint (half to even)."""
+    x = np.asarray(x, dtype=np.float32)
+    scaled = x * np.exp2(-np.asarray(exponent, dtype=np.float32))
+    return clamp(np.rint(scaled), bits, signed, narrow).astype(np.int64)
+
+
+def requantize(acc: QTensor, exponent, bits: int, signed: bool, narrow: bool) -> np.ndarray:
+    """Integer requantization of `acc` to a new power-of-two scale: shift, round half even, clamp."""
+    shift = np.asarray(exponent, dtype=np.int64) - np.asarray(acc.exponent, dtype=np.int64)
+    return clamp(shift_right_half_even(acc.codes, shift), bits, signed, narrow)
+
+
+def check_accumulator(acc: np.ndarray, layer: str) -> int:
+    """Max |acc|; a GoldenError naming the layer if any accumulator leaves the int32 range."""
+    if acc.size == 0:
+        return 0
+    hi, lo = int(acc.max()), int(acc.min())
+    if hi > INT32_MAX or lo < INT32_MIN:
+        raise GoldenError(f"layer {layer}: accumulator overflow, range [{lo}, {hi}] exceeds int32 "
+                          f"[{INT32_MIN}, {INT32_MAX}]; lower the weight bits or the layer's fan-in")
+    return max(hi, -lo)
+
+
+def align(a: QTensor, b: QTensor) -> tuple[np.ndarray, np.ndarray, "int | np.ndarray"]:
+    """Both operands' codes at the finer of the two power-of-two scales (exact left shifts)."""
+    e = np.minimum(np.asarray(a.exponent), np.asarray(b.exponent))
+    ca = np.asarray(a.codes, np.int64) << (np.asarray(a.exponent) - e)
+    cb = np.asarray(b.codes, np.int64) << (np.asarray(b.exponent) - e)
+    return ca, cb, (int(e) if e.ndim == 0 else e)
+
+
+def lookup_table(fn, exponent: int, bits: int, signed: bool, narrow: bool) -> tuple[np.ndarray, int]:
+    """fn evaluated (in float32) on every code of a <= 8-bit tensor: (table, qmin). The output of an
+    8-bit input has at most 256 values, so porters can replace the non-linearity by one table read."""
+    lo, hi = code_range(bits, signed, narrow)
+    codes = np.arange(lo, hi + 1, dtype=np.int64)
+    values = QTensor(codes, exponent, bits, signed, narrow).dequantize()
+    return np.asarray(fn(values), dtype=np.float32), lo
