@@ -275,6 +275,9 @@ def build_corpus(out: "str | Path", n_train: int, n_valid: int, n_test: int, see
         for split in layout.SPLITS:
             lines = [m.line.to_text() for m in mixtures if m.line.mixture.split("/")[1] == split]
             layout.list_path(tmp, split).write_text("".join(line + "\n" for line in lines))
+        # Arrays unpickled from workers carry their own dtype objects, which changes the pickle's bytes;
+        # arrays rebuilt from Python floats share the canonical one, whatever the number of workers.
+        voiceprints = {key: np.array(voiceprints[key].tolist(), dtype=np.float32) for key in sorted(voiceprints)}
         with open(tmp / layout.VOICEPRINT_FILE, "wb") as f:
             pickle.dump(voiceprints, f, protocol=pickle.HIGHEST_PROTOCOL)
         stats = {
