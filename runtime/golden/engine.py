@@ -27,6 +27,7 @@ input codes, is exact (tests/runtime/test_golden.py checks both).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,19 +102,24 @@ class GoldenEngine:
     def input_names(self) -> tuple[str, ...]:
         return self.graph.inputs
 
-    def run(self, inputs: dict, trace: "Trace | None" = None) -> dict:
+    def run(self, inputs: dict, trace: "Trace | None" = None, timings: "dict | None" = None) -> dict:
+        """inputs: {name: array}; returns {output name: float32 array}. `trace` collects what every integer
+        layer did; `timings`, if given, accumulates wall seconds per op type."""
         values = dict(self.graph.constants)
         values.update(self._checked_inputs(inputs))
         ctx = _RunContext(self._tables, trace)
         keep = set(self.graph.outputs)
         for i, node in enumerate(self.graph.nodes):
             args = [values[name] if name else None for name in node.inputs]
+            started = time.perf_counter() if timings is not None else 0.0
             try:
                 results = OPS[node.op](node, args, ctx)
             except GoldenError:
                 raise
             except Exception as exc:
                 raise GoldenError(f"node {node.name} ({node.op}): {type(exc).__name__}: {exc}") from exc
+            if timings is not None:
+                timings[node.op] = timings.get(node.op, 0.0) + time.perf_counter() - started
             for name, value in zip(node.outputs, results):
                 values[name] = value
             for name in node.inputs:  # free activations after their last use: K=32 tensors are large

@@ -185,3 +185,15 @@ def test_cli_bad_input_exits_non_zero_without_output(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "mono.wav"]
     assert run_golden_cli(["--model", str(tmp_path / "nope.onnx"), "--mixture", str(tmp_path / "mono.wav"),
                            "--out", str(tmp_path / "y.wav")]) == 2
+
+
+def test_engine_runs_without_torch(tmp_path):
+    import subprocess
+    import sys
+    model, _, _ = encoder_like_model(tmp_path / "m.onnx")
+    code = ("import sys, numpy as np\n"
+            "from limuse_runtime.golden import GoldenEngine\n"
+            f"GoldenEngine({str(model)!r}).run({{'mixture': np.zeros((1, 2, 16), np.float32)}})\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
