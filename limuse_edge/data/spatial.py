@@ -10,6 +10,7 @@ that nothing wraps around.
 from __future__ import annotations
 
 import numpy as np
+from scipy.fft import next_fast_len
 
 SAMPLE_RATE = 16000
 SPEED_OF_SOUND = 343.0  # m/s, dry air at 20 degrees C
@@ -37,14 +38,24 @@ def inter_mic_delay(azimuth: float, distance: float, mic_spacing: float = MIC_SP
     return (d1 - d0) / SPEED_OF_SOUND * sample_rate
 
 
-def fractional_delay(signal: np.ndarray, delay: float) -> np.ndarray:
-    """`signal` (S,) delayed by `delay` samples (any real >= 0), same length, band-limited interpolation."""
+def _delayed_copies(signal: np.ndarray, delays) -> list[np.ndarray]:
+    """`signal` (S,) delayed by each of `delays` samples (reals >= 0), same length, band-limited.
+
+    One forward FFT serves every delay. Padding by the signal's length plus the delay keeps the shifted
+    signal clear of the wrap-around; only far tails of the interpolation kernel are lost. Against a
+    2^20-point transform (measured, 3 s, delay 180.37 samples): -101 dB error for speech that starts
+    and ends in silence, -62 dB for white noise cut abruptly at both ends.
+    """
     n = len(signal)
-    n_fft = 1 << int(np.ceil(np.log2(2 * n + int(np.ceil(delay)) + 64)))
+    n_fft = next_fast_len(2 * n + int(np.ceil(max(delays))), real=True)
     spectrum = np.fft.rfft(signal.astype(np.float64), n_fft)
     freqs = np.fft.rfftfreq(n_fft)
-    shifted = np.fft.irfft(spectrum * np.exp(-2j * np.pi * freqs * delay), n_fft)
-    return shifted[:n]
+    return [np.fft.irfft(spectrum * np.exp(-2j * np.pi * freqs * d), n_fft)[:n] for d in delays]
+
+
+def fractional_delay(signal: np.ndarray, delay: float) -> np.ndarray:
+    """`signal` (S,) delayed by `delay` samples (any real >= 0), same length, band-limited interpolation."""
+    return _delayed_copies(signal, [delay])[0]
 
 
 def spatialise(signal: np.ndarray, azimuth: float, distance: float, mic_spacing: float = MIC_SPACING,
@@ -55,7 +66,7 @@ def spatialise(signal: np.ndarray, azimuth: float, distance: float, mic_spacing:
         raise ValueError(f"spatialise: signal shape {signal.shape}; expected one channel (S,)")
     distances = source_to_mic_distances(azimuth, distance, mic_spacing)
     delays = distances / SPEED_OF_SOUND * sample_rate
-    return np.stack([fractional_delay(signal, d) / r for d, r in zip(delays, distances)])
+    return np.stack([copy / r for copy, r in zip(_delayed_copies(signal, delays), distances)])
 
 
 def mix(target_image: np.ndarray, interferer_image: np.ndarray, snr_db: float):

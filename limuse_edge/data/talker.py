@@ -197,8 +197,8 @@ def _plan(words: list[str], rng: np.random.Generator) -> list[list[_Segment]]:
 # --- spectral shapes -----------------------------------------------------------------------------
 _FREQS = np.fft.rfftfreq(_NFFT, 1 / SAMPLE_RATE)
 _W = 2 * np.pi * _FREQS / SAMPLE_RATE
-_COS1, _COS2 = np.cos(_W)[None, :, None], np.cos(2 * _W)[None, :, None]
-_SIN1, _SIN2 = np.sin(_W)[None, :, None], np.sin(2 * _W)[None, :, None]
+_COS1, _COS2 = (np.cos(k * _W)[None, :, None].astype(np.float32) for k in (1, 2))
+_SIN1, _SIN2 = (np.sin(k * _W)[None, :, None].astype(np.float32) for k in (1, 2))
 
 
 def _band(center, width_oct):
@@ -276,14 +276,15 @@ def synthesize(speaker: Speaker, words: list[str], n_samples: int, rng: np.rando
     gain = uniform_filter1d(gain, size=5, mode="nearest")
     accent = uniform_filter1d(accent, size=15, mode="nearest")
 
-    # Speaker: vocal-tract length and idiosyncrasies scale formants; F4, F5 fixed by tract length.
-    fs = formants * speaker.vtl_scale * np.asarray(speaker.formant_offsets)
-    fs = np.concatenate([fs, np.full((n_frames, 2), (3500.0, 4500.0)) * speaker.vtl_scale], axis=1)
-    fs = np.minimum(fs, 0.45 * SAMPLE_RATE)
-    bws = np.array([70.0, 100.0, 150.0, 220.0, 300.0]) * speaker.bandwidth_scale
-    bws = np.broadcast_to(bws, fs.shape).copy()
-    bws[:, 0] += 200 * (voicing < 0.4)  # nasal murmur and voice bar: a damped first resonance
-    h_voiced = _formant_response(fs, bws)
+    # Speaker: vocal-tract length and idiosyncrasies scale formants; F4, F5 are fixed by tract length,
+    # so their response is computed once rather than per frame.
+    moving = np.minimum(formants * speaker.vtl_scale * np.asarray(speaker.formant_offsets), 0.45 * SAMPLE_RATE)
+    bandwidths = np.array([70.0, 100.0, 150.0]) * speaker.bandwidth_scale
+    bandwidths = np.broadcast_to(bandwidths, moving.shape).copy()
+    bandwidths[:, 0] += 200 * (voicing < 0.4)  # nasal murmur and voice bar: a damped first resonance
+    fixed = _formant_response(np.array([[3500.0, 4500.0]]) * speaker.vtl_scale,
+                              np.array([[220.0, 300.0]]) * speaker.bandwidth_scale)
+    h_voiced = _formant_response(moving.astype(np.float32), bandwidths.astype(np.float32)) * fixed.astype(np.float32)
     tilt = (np.maximum(_FREQS, 1000.0) / 1000.0) ** (speaker.tilt_db / 6.02)
     h_voiced *= tilt
 
