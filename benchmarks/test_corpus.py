@@ -100,14 +100,16 @@ def test_corpus_benchmark(tmp_path, results):
     ctx = data["test_split_context_db"]
     rows = [
         ["build wall time per mixture (incl. its share of clean utterances)",
-         f"{data['build']['wall_ms_per_mixture_incl_clean']:.1f} ms ({WORKERS} workers, load {os.getloadavg()[0]:.1f})"],
+         f"{data['build']['wall_ms_per_mixture_incl_clean']:.1f} ms "
+         f"({WORKERS} workers, load {data['build']['load_average_1min']:.1f})"],
         ["build wall time per item (clean utterance or mixture)", f"{data['build']['wall_ms_per_item']:.1f} ms"],
         ["SNR at mic 0: mean / min / max", f"{snrs.mean():.2f} / {snrs.min():.2f} / {snrs.max():.2f} dB"],
         ["SNR histogram (-5..5 dB, 1 dB bins)", " ".join(str(c) for c in histogram)],
         ["voiceprint NN speaker ID (test speakers)",
          f"{nn_accuracy:.3f} ({len(keys)} utterances, {len(test_speakers)} speakers)"],
         ["voiceprint cosine: same / other speaker",
-         f"{data['voiceprint']['cosine_same_speaker_mean']:.3f} / {data['voiceprint']['cosine_other_speaker_mean']:.3f}"],
+         f"{data['voiceprint']['cosine_same_speaker_mean']:.3f} / "
+         f"{data['voiceprint']['cosine_other_speaker_mean']:.3f}"],
         ["test mixture mic 0: SI-SDR / SDR (mean)",
          f"{ctx['mixture_mic0_si_sdr']['mean']:.2f} / {ctx['mixture_mic0_sdr']['mean']:.2f} dB"],
         ["oracle IRM (STFT 512/128): SI-SDR / SDR (mean)",

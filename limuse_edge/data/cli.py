@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="utterance length (default 3)")
     parser.add_argument("--no-face", type=float, default=0.1, metavar="FRACTION",
                         help="fraction of utterances without a face track (default 0.1)")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="parallel processes (default: up to 2); the corpus does not depend on it")
 
 
 def run(args: argparse.Namespace) -> int:

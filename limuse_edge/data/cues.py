@@ -6,8 +6,9 @@ Voiceprint extractor (fixed, documented, deterministic; version VOICEPRINT_VERSI
 3. Mel cepstrum c1..c19 (DCT-II of the log-mel; c0, the level, is dropped): mean and standard
    deviation over active frames, plus the median and spread of log2 f0 over voiced frames
    (normalised autocorrelation pitch, 60-400 Hz).
-4. Those 40 statistics are standardised by fixed constants (the spreads at half weight), then multiplied by a fixed Gaussian
-   matrix (512 x 40, numpy seed VOICEPRINT_SEED) and L2-normalised: a 512-d float32 unit vector.
+4. Those 40 statistics are standardised by fixed constants (the spreads at half weight), then
+   multiplied by a fixed Gaussian matrix (512 x 40, numpy seed VOICEPRINT_SEED) and L2-normalised:
+   a 512-d float32 unit vector.
 
 Visual features: 25 fps x 256. The mouth-opening trajectory is the target's own voiced-band envelope
 (log RMS, 45 dB range, smoothed over 40 ms) and a lip-rounding proxy is its low-band energy share;

@@ -41,7 +41,8 @@ class MCGridDataset(Dataset):
         if not self.root.is_dir():
             raise NotADirectoryError(f"{self.root}: corpus root not found; expected an MC_Grid directory")
         if voiceprint_source not in VOICEPRINT_SOURCES:
-            raise ValueError(f"voiceprint_source: got {voiceprint_source!r}; expected one of {list(VOICEPRINT_SOURCES)}")
+            raise ValueError(f"voiceprint_source: got {voiceprint_source!r}; "
+                             f"expected one of {list(VOICEPRINT_SOURCES)}")
         self.split, self.channels, self.seed = split, channels, seed
         self.lines = layout.read_list(self.root, split)[:limit]
         list_file = layout.list_path(self.root, split)

@@ -63,7 +63,8 @@ class ListLine:
         try:
             numbers = [float(f) for f in fields[4:8]]
         except ValueError:
-            raise ValueError(f"{where}: azimuths and distances (fields 5-8) must be numbers; got {fields[4:8]}") from None
+            raise ValueError(f"{where}: azimuths and distances (fields 5-8) must be numbers; "
+                             f"got {fields[4:8]}") from None
         return cls(*fields[:4], *numbers, *fields[8:])
 
     @property

@@ -49,7 +49,8 @@ def scan_speech_dir(speech_dir: "str | Path") -> dict[str, list[Path]]:
         if len(files) >= 2:  # a target and a different reference utterance
             name = safe_name(spk_dir.name)
             if name in speakers:
-                raise ValueError(f"--speech {root}: speaker folders {spk_dir.name!r} and another map to the same name {name!r}")
+                raise ValueError(f"--speech {root}: speaker folders {spk_dir.name!r} and another map to "
+                                 f"the same name {name!r}")
             speakers[name] = files
     if len(speakers) < MIN_SPEAKERS:
         raise ValueError(f"--speech {root}: {len(speakers)} speakers with at least 2 utterances; expected at least "
