@@ -13,6 +13,11 @@ TINY = dict(n_train=6, n_valid=4, n_test=4, seed=7, seconds=1.0, no_face_fractio
 
 
 @pytest.fixture(scope="session")
+def tiny_params():
+    return dict(TINY)
+
+
+@pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus") / "mc"
     stats = build_corpus(root, **TINY)

@@ -10,8 +10,6 @@ from limuse_edge.data import layout
 from limuse_edge.data.build import build_corpus
 from limuse_edge.data.spatial import snr_at_mic0, spatialise
 
-from conftest import TINY  # noqa: E402  (tests/data/conftest.py)
-
 
 def _lines(root):
     return {split: layout.read_list(root, split) for split in layout.SPLITS}
@@ -122,16 +120,16 @@ def _files(root):
             if p.is_file() and p.name != "build_info.json"}
 
 
-def test_deterministic_for_a_seed_and_any_worker_count(tiny_corpus, tmp_path):
+def test_deterministic_for_a_seed_and_any_worker_count(tiny_corpus, tiny_params, tmp_path):
     root, _ = tiny_corpus
     again = tmp_path / "again"
-    build_corpus(again, **{**TINY, "workers": 2})
+    build_corpus(again, **{**tiny_params, "workers": 2})
     assert _files(again) == _files(root)
 
 
-def test_another_seed_gives_another_corpus(tmp_path):
+def test_another_seed_gives_another_corpus(tiny_params, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    small = {**TINY, "n_train": 2, "n_valid": 0, "n_test": 0, "speakers_per_split": {"train": 2, "valid": 0, "test": 0}}
+    small = {**tiny_params, "n_train": 2, "n_valid": 0, "n_test": 0, "speakers_per_split": {"train": 2, "valid": 0, "test": 0}}
     build_corpus(a, **small)
     build_corpus(b, **{**small, "seed": 8})
     assert (a / "datalist_2mix_train.txt").read_text() != (b / "datalist_2mix_train.txt").read_text()
