@@ -3,13 +3,16 @@ from limuse_edge.config import PRESETS, ModelConfig, get_preset
 from limuse_edge.quant import QuantRecipe, get_recipe
 
 __version__ = "0.1.0"
-__all__ = ["PRESETS", "ModelConfig", "QuantRecipe", "get_preset", "get_recipe", "build_model", "LiMuSE"]
+__all__ = ["PRESETS", "ModelConfig", "QuantRecipe", "get_preset", "get_recipe", "build_model", "from_pretrained", "LiMuSE"]
 
 
 def __getattr__(name):  # torch-heavy names load on first use
     if name == "LiMuSE":
         from limuse_edge.model import LiMuSE
         return LiMuSE
+    if name == "from_pretrained":
+        from limuse_edge.pretrained import from_pretrained
+        return from_pretrained
     if name == "build_model":
         from limuse_edge.checkpoint import build_model
         return build_model

@@ -4,13 +4,13 @@ They load with torch.load(weights_only=True), so no pickled code is ever execute
 """
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import torch
 
 from limuse_edge.config import ModelConfig, get_preset
+from limuse_edge.io import atomic_write_bytes
 from limuse_edge.model import LiMuSE
 from limuse_edge.quant import QuantRecipe, get_recipe
 
@@ -27,17 +27,10 @@ def build_model(preset_or_config: "str | ModelConfig", recipe: "str | QuantRecip
 
 
 def atomic_save(obj, path: "str | Path") -> None:
-    """torch.save to a temporary file beside `path`, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save that never leaves half a file behind."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def save_checkpoint(path: "str | Path", model: LiMuSE, meta: dict | None = None, **extra) -> None:

@@ -9,6 +9,8 @@ import sys
 COMMANDS = {
     "profile": ("limuse_edge.profile_cli", "params, size and MACs of a preset under a recipe"),
     "make-corpus": ("limuse_edge.data.cli", "build an offline multi-cue corpus in the MC_Grid layout"),
+    "train": ("limuse_edge.train.cli", "train a model (float or QAT) from a YAML config"),
+    "evaluate": ("limuse_edge.evaluate_cli", "SI-SDR / SDR / SDRi of a checkpoint on a corpus split"),
 }
 
 # Errors that bad input raises on purpose: reported on one line, never as a traceback.

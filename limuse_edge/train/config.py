@@ -1,0 +1,58 @@
+"""Training configuration: one flat YAML file, unknown keys rejected with the list of valid ones."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "limuse_k32"
+    model_overrides: dict = field(default_factory=dict)  # ModelConfig fields changed from the preset
+    recipe: str = "float"
+    init_from: str | None = None  # a float checkpoint to fine-tune from (QAT)
+    data: str = "data/corpus"  # a directory in the MC_Grid layout
+    voiceprint_source: str = "target"
+    segment_seconds: float = 3.0
+    batch_size: int = 4
+    num_workers: int = 2
+    limit_train: int | None = None
+    limit_valid: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    epochs: int = 100
+    steps_per_epoch: int | None = None  # shorter "epochs" validate and checkpoint more often
+    plateau_patience: int = 2
+    plateau_factor: float = 0.5
+    early_stop_patience: int = 6
+    max_minutes: float | None = None  # stop cleanly (checkpoint written) after this wall time
+    calibration_batches: int = 8  # QAT: batches to initialise the activation quantizers
+    out_dir: str = "runs/limuse_k32_float"
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads; None keeps torch's default
+    log_every: int = 10
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(valid))
+        if unknown:
+            raise ValueError(f"train config: unknown keys {unknown}; valid keys are {valid}")
+        return cls(**d)
+
+    @classmethod
+    def from_yaml(cls, path: "str | Path") -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"train config: no such file {str(path)!r}; expected a YAML file")
+        d = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(d, dict):
+            raise ValueError(f"train config: {str(path)!r} must hold a mapping of keys to values")
+        return cls.from_dict(d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

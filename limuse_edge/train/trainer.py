@@ -1,0 +1,201 @@
+"""The training loop: float pretraining and Brevitas QAT share it; the recipe makes the difference."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from limuse_edge.checkpoint import read_checkpoint, load_checkpoint, load_state, save_checkpoint
+from limuse_edge.config import SAMPLE_RATE, get_preset
+from limuse_edge.model import LiMuSE
+from limuse_edge.train.config import TrainConfig
+
+
+def model_inputs(model: LiMuSE, batch: dict, device) -> tuple:
+    """The batch tensors the model takes, in forward's order; an absent cue is passed as None."""
+    cues = model.config.cues
+    return (batch["mixture"].to(device),
+            batch["voiceprint"].to(device) if "voiceprint" in cues else None,
+            batch["visual"].to(device) if "visual" in cues else None)
+
+
+def calibrate(model: LiMuSE, loader, n_batches: int, device) -> None:
+    """Initialise the activation quantizers from the statistics of a few real batches."""
+    from brevitas.graph.calibrate import calibration_mode
+    with torch.no_grad(), calibration_mode(model):
+        for i, batch in enumerate(loader):
+            if i >= n_batches:
+                break
+            model(*model_inputs(model, batch, device))
+
+
+@torch.no_grad()
+def validate(model, loader, device) -> float:
+    """Mean zero-mean SI-SDR (dB) of the estimates."""
+    from limuse_edge.metrics import si_sdr
+    model.eval()
+    scores = []
+    for batch in loader:
+        est = model(*model_inputs(model, batch, device))
+        scores.extend(si_sdr(est.cpu(), batch["target"]).tolist())
+    model.train()
+    return float(sum(scores) / max(len(scores), 1))
+
+
+class _Distributed:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; without them this is a single process."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world > 1:
+            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(self.local_rank)
+            self.device = torch.device("cuda", self.local_rank)
+        else:
+            self.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _loader(dataset, cfg: TrainConfig, dist: _Distributed, train: bool) -> DataLoader:
+    from limuse_edge.data import make_loader
+    if dist.world == 1:
+        return make_loader(dataset, batch_size=cfg.batch_size, shuffle=train, num_workers=cfg.num_workers,
+                           drop_last=train)
+    sampler = torch.utils.data.distributed.DistributedSampler(dataset, shuffle=train, seed=cfg.seed)
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                      drop_last=train, persistent_workers=cfg.num_workers > 0)
+
+
+def _build_model(cfg: TrainConfig) -> LiMuSE:
+    model_cfg = get_preset(cfg.preset).replace(**cfg.model_overrides)
+    if cfg.init_from:
+        model, _ = load_checkpoint(cfg.init_from, recipe=cfg.recipe, config=model_cfg)
+        return model
+    return LiMuSE(model_cfg, cfg.recipe)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Train to the end of cfg.epochs, early stopping or cfg.max_minutes; returns the history."""
+    from limuse_edge.data import MCGridDataset
+    from limuse_edge.metrics import neg_si_snr_loss
+
+    dist = _Distributed()
+    device = dist.device
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + dist.rank)
+    out = Path(cfg.out_dir)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if resume and not last_path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint {str(last_path)!r} to resume from; "
+                                f"run once without --resume first")
+
+    model = _build_model(cfg)
+    train_set = MCGridDataset(cfg.data, "train", segment_seconds=cfg.segment_seconds,
+                              voiceprint_source=cfg.voiceprint_source, seed=cfg.seed, limit=cfg.limit_train)
+    valid_set = MCGridDataset(cfg.data, "valid", segment_seconds=None,
+                              voiceprint_source=cfg.voiceprint_source, seed=cfg.seed, limit=cfg.limit_valid)
+    train_loader = _loader(train_set, cfg, dist, train=True)
+    valid_loader = _loader(valid_set, cfg, dist, train=False)
+
+    state = {"epoch": 0, "step": 0, "best": -math.inf, "bad_epochs": 0, "history": [], "train_seconds": 0.0,
+             "audio_seconds": 0.0}
+    ckpt = None
+    if resume:
+        ckpt = read_checkpoint(last_path)
+        load_state(model, ckpt["state_dict"], source=str(last_path))
+        state.update(ckpt["train_state"])
+    elif model.recipe.quantized:
+        calibrate(model, train_loader, cfg.calibration_batches, torch.device("cpu"))
+    model.to(device)
+    net = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.plateau_factor,
+                                                           patience=cfg.plateau_patience)
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+
+    writer = None
+    if dist.main:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out / "tb"))
+    meta = {"train_config": cfg.to_dict()}
+    started = time.monotonic()
+    model.train()
+    while state["epoch"] < cfg.epochs:
+        if dist.world > 1:
+            train_loader.sampler.set_epoch(state["epoch"])
+        n_steps = len(train_loader) if cfg.steps_per_epoch is None else min(cfg.steps_per_epoch, len(train_loader))
+        bar = tqdm(total=n_steps, desc=f"epoch {state['epoch'] + 1}", disable=not dist.main, leave=False)
+        epoch_loss, epoch_start, epoch_audio = 0.0, time.monotonic(), 0.0
+        for i, batch in enumerate(train_loader):
+            if i >= n_steps:
+                break
+            est = net(*model_inputs(model, batch, device))
+            loss = neg_si_snr_loss(est, batch["target"].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            state["step"] += 1
+            epoch_loss += loss.item()
+            epoch_audio += batch["mixture"].shape[0] * batch["mixture"].shape[-1] / SAMPLE_RATE * dist.world
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.2f}")
+            if writer is not None and state["step"] % cfg.log_every == 0:
+                writer.add_scalar("train/loss", loss.item(), state["step"])
+                writer.add_scalar("train/grad_norm", float(grad_norm), state["step"])
+        bar.close()
+        elapsed = time.monotonic() - epoch_start
+        state["train_seconds"] += elapsed
+        state["audio_seconds"] += epoch_audio
+        valid_si_sdr = validate(net, valid_loader, device)
+        scheduler.step(valid_si_sdr)
+        state["epoch"] += 1
+        lr = optimizer.param_groups[0]["lr"]
+        record = {"epoch": state["epoch"], "step": state["step"], "train_loss": epoch_loss / max(n_steps, 1),
+                  "valid_si_sdr": valid_si_sdr, "lr": lr, "audio_per_second": epoch_audio / max(elapsed, 1e-9),
+                  "train_seconds": state["train_seconds"]}
+        state["history"].append(record)
+        improved = valid_si_sdr > state["best"]
+        state["best"] = max(state["best"], valid_si_sdr)
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        if dist.main:
+            writer.add_scalar("valid/si_sdr", valid_si_sdr, state["step"])
+            writer.add_scalar("train/lr", lr, state["step"])
+            writer.add_scalar("train/audio_seconds_per_second", record["audio_per_second"], state["step"])
+            print(f"epoch {state['epoch']}: step {state['step']} train loss {record['train_loss']:.3f} "
+                  f"valid SI-SDR {valid_si_sdr:.2f} dB lr {lr:.2e} "
+                  f"{record['audio_per_second']:.2f} s audio/s", flush=True)
+            meta_now = {**meta, "steps": state["step"], "epochs": state["epoch"], "best_valid_si_sdr": state["best"],
+                        "audio_seconds_seen": state["audio_seconds"], "train_seconds": state["train_seconds"]}
+            if improved:
+                save_checkpoint(best_path, model, meta={**meta_now, "valid_si_sdr": valid_si_sdr})
+            save_checkpoint(last_path, model, meta=meta_now, optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(), train_state=state)
+        if state["bad_epochs"] >= cfg.early_stop_patience:
+            if dist.main:
+                print(f"early stop: no valid improvement for {cfg.early_stop_patience} epochs", flush=True)
+            break
+        if cfg.max_minutes is not None and (time.monotonic() - started) / 60 >= cfg.max_minutes:
+            if dist.main:
+                print(f"time budget of {cfg.max_minutes} min reached; resume with --resume", flush=True)
+            break
+    if writer is not None:
+        writer.close()
+    if dist.world > 1:
+        torch.distributed.destroy_process_group()
+    return state
