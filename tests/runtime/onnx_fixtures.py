@@ -81,11 +81,16 @@ class _Positional(torch.nn.Module):
         return self.inner(**dict(zip(self.names, args)))
 
 
-def build_calibrated(preset: str, recipe: str, seed: int = 0):
-    """A randomly initialised model whose activation quantizers have seen one example."""
+def build_calibrated(preset, recipe: str, seed: int = 0):
+    """A randomly initialised model whose activation quantizers are calibrated on one example and
+    frozen (without calibration, Brevitas recomputes percentile statistics at every eval forward)."""
     torch.manual_seed(seed)
     model = build_model(preset, recipe).eval()
     with torch.no_grad():
-        mixture, voiceprint, visual = example_inputs(model, seed=seed)
-        model(mixture, voiceprint, visual)
+        example = example_inputs(model, seed=seed)
+        if model.recipe.quantized:
+            from brevitas.graph.calibrate import calibration_mode
+            with calibration_mode(model):
+                model(*example)
+        model(*example)
     return model
