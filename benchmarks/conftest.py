@@ -1,0 +1,59 @@
+"""Shared benchmark helpers: the `results` fixture writes a table as benchmarks/results/<name>.json and
+<name>.md (atomically) and prints it."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"  # <somewhere>/main beside <somewhere>/shared
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Results:
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    table = staticmethod(markdown_table)
+
+    def write(self, name: str, data: dict, markdown: str) -> tuple[Path, Path]:
+        """Write <name>.json and <name>.md and print the markdown (shown with pytest -s)."""
+        json_path, md_path = self.directory / f"{name}.json", self.directory / f"{name}.md"
+        write_text_atomic(json_path, json.dumps(data, indent=2) + "\n")
+        write_text_atomic(md_path, markdown)
+        print(f"\n{markdown}\n(written to {json_path} and {md_path})")
+        return json_path, md_path
+
+
+@pytest.fixture(scope="session")
+def results() -> Results:
+    return Results(RESULTS_DIR)
+
+
+@pytest.fixture(scope="session")
+def paper_table() -> dict:
+    path = SHARED_DIR / "spec" / "paper_table.json"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing; expected the project's shared/ folder beside the repository checkout")
+    return json.loads(path.read_text())
