@@ -48,9 +48,16 @@ class TAC(nn.Module):
         y = self.transform_act(self.transform(x))
         c = y.shape[2]
         mean = self.average_act(self.average(y.view(-1, self.groups, t, c).mean(1)))
-        mean = mean.unsqueeze(1).expand(-1, self.groups, t, c).reshape(bk, t, c)
-        z = self.concat_act(self.concat(torch.cat([y, mean], 2)))
-        return x + self.norm(z)
+        if type(self.concat) is nn.Linear:
+            # Exact rewrite of concat(cat[y, mean]): the mean's half of the weight is applied once per
+            # frame and broadcast over the groups, instead of once per group after a large concatenation.
+            w = self.concat.weight
+            z = F.linear(y, w[:, :c]).view(-1, self.groups, t, w.shape[0])
+            z = (z + F.linear(mean, w[:, c:], self.concat.bias).unsqueeze(1)).view(bk, t, -1)
+        else:  # a quantized layer quantizes its whole input and weight as one tensor each
+            mean = mean.unsqueeze(1).expand(-1, self.groups, t, c).reshape(bk, t, c)
+            z = self.concat(torch.cat([y, mean], 2))
+        return x + self.norm(self.concat_act(z))
 
 
 class DepthwiseSeparableBlock(nn.Module):
