@@ -5,7 +5,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from limuse_export.optimize import op_counts, optimize, prelu_to_leaky_relu
+from limuse_export.optimize import norm_to_instance_norm, op_counts, optimize, prelu_to_leaky_relu
 
 
 def prelu_graph() -> onnx.ModelProto:
@@ -46,3 +46,45 @@ def test_optimize_keeps_the_graph_contract():
     optimized = optimize(model)
     assert [i.name for i in optimized.graph.input] == ["x"]
     assert [o.name for o in optimized.graph.output] == ["y"]
+
+
+def mean_variance_norm_graph(axes=(-2, -1)) -> onnx.ModelProto:
+    """What the TorchScript exporter writes for mean/variance normalisation over (time, channels),
+    followed by the per-channel affine."""
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["mean"], axes=list(axes), keepdims=1),
+        helper.make_node("Sub", ["x", "mean"], ["centred"]),
+        helper.make_node("Pow", ["centred", "two"], ["squared"]),
+        helper.make_node("ReduceMean", ["squared"], ["var"], axes=list(axes), keepdims=1),
+        helper.make_node("Add", ["var", "eps"], ["var_eps"]),
+        helper.make_node("Sqrt", ["var_eps"], ["std"]),
+        helper.make_node("Div", ["centred", "std"], ["normalised"]),
+        helper.make_node("Mul", ["normalised", "weight"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "bias"], ["y"]),
+    ]
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+             numpy_helper.from_array(np.array(1e-8, np.float32), "eps"),
+             numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "weight"),
+             numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "bias")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "t", 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "t", 6])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_mean_variance_norm_becomes_one_instance_norm():
+    model = mean_variance_norm_graph()
+    rewritten = norm_to_instance_norm(model)
+    onnx.checker.check_model(rewritten)
+
+    counts = op_counts(rewritten)
+    assert counts.get("InstanceNormalization") == 1
+    assert not {"ReduceMean", "Sub", "Pow", "Sqrt", "Div"} & set(counts)
+    assert counts["Mul"] == 1  # the affine stays
+    x = (3 + 2 * np.random.default_rng(0).standard_normal((4, 500, 6))).astype(np.float32)
+    np.testing.assert_allclose(run(rewritten, x), run(model, x), atol=1e-5, rtol=1e-5)
+
+
+def test_norm_over_other_axes_is_left_alone():
+    model = mean_variance_norm_graph(axes=(-1,))
+    assert op_counts(norm_to_instance_norm(model)) == op_counts(model)

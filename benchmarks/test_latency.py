@@ -1,0 +1,209 @@
+"""Latency of every backend on one 3 s input of limuse_k32, at 1 and at 2 threads, all in one run;
+peak RSS of the runtime CLI on a 10 s and a 60 s recording; per-op-type ORT time before and after
+export/optimize.py.
+
+    pytest benchmarks/test_latency.py -s          # writes benchmarks/results/latency.{json,md}
+
+Backends: eager PyTorch float; eager PyTorch W3A8 (Brevitas, in its quant_inference_mode); ORT float
+and ORT int8 as exported; ORT int8 after export/optimize.py ("int8-opt"); the golden engine when it and a
+QONNX export are available. Each figure is the median of RUNS runs after one warm-up. Models carry
+random (calibrated) weights: latency does not depend on their values. The machine is shared, so only
+ratios within one run are meaningful.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+PRESET = "limuse_k32"
+INPUT_SECONDS = 3.0
+THREADS = (1, 2)
+RUNS = 5
+RSS_SECONDS = (10, 60)
+GOAL_RTF = 0.04
+GOAL_SPEEDUP = 5.0
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "limuse_edge" / "benchmark_models"
+
+
+def _exporting():
+    """The project's exporter once committed; until then the same contract from the runtime's tests."""
+    spec = importlib.util.spec_from_file_location("onnx_fixtures", ROOT / "tests" / "runtime" / "onnx_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _source_key() -> str:
+    import hashlib
+    digest = hashlib.sha256()
+    for path in sorted([*(ROOT / "limuse_edge" / "model").glob("*.py"), ROOT / "limuse_edge" / "quant.py",
+                        ROOT / "limuse_edge" / "config.py", ROOT / "tests" / "runtime" / "onnx_fixtures.py"]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def prepare_models():
+    """{"float": torch model, "w3a8": torch model}, {"float": onnx path, "int8": ..., "int8-opt": ...}."""
+    import onnx
+
+    from limuse_export.optimize import optimize
+    fixtures = _exporting()
+    torch_models = {recipe: fixtures.build_calibrated(PRESET, recipe) for recipe in ("float", "w3a8")}
+    folder = CACHE / f"{PRESET}-{_source_key()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for recipe, kind in (("float", "float"), ("w3a8", "int8")):
+        path = folder / f"{PRESET}.{kind}.onnx"
+        if not path.exists():  # the K=32 QCDQ export takes minutes; cached per model-source hash
+            tmp = path.with_suffix(".tmp.onnx")
+            fixtures.export(torch_models[recipe], tmp)
+            os.replace(tmp, path)
+        paths[kind] = path
+    paths["int8-opt"] = folder / f"{PRESET}.int8-opt.onnx"
+    onnx.save(optimize(onnx.load(str(paths["int8"]))), str(paths["int8-opt"]))
+    return torch_models, paths
+
+
+def median_seconds(run, runs: int = RUNS) -> float:
+    run()  # warm-up: allocations, ORT's first-run planning, Brevitas' caches
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def golden_backend():
+    """Hook for the bit-exact engine: returns (separator(mixture, voiceprint, visual) -> (S,), None), or
+    (None, why not). The engine runs a W3A8-po2 QONNX export, which this benchmark cannot make yet."""
+    if importlib.util.find_spec("limuse_runtime.golden") is None:
+        return None, "limuse_runtime.golden is not installed"
+    return None, (f"the golden engine needs a W3A8-po2 QONNX export of {PRESET}; "
+                  f"wire limuse_export's QONNX export into golden_backend() once it exists")
+
+
+def test_latency(tmp_path):
+    import torch
+    from brevitas.export.inference import quant_inference_mode
+
+    from limuse_runtime.backend import OrtSeparator
+    from limuse_runtime.profiling import op_type_times
+
+    torch_models, onnx_paths = prepare_models()
+    rng = np.random.default_rng(0)
+    n = int(INPUT_SECONDS * 16000)
+    mixture = (0.1 * rng.standard_normal((2, n))).astype(np.float32)
+    voiceprint = rng.standard_normal(512).astype(np.float32)
+    visual = rng.standard_normal((n // 640, 256)).astype(np.float32)
+    torch_inputs = [torch.from_numpy(a)[None] for a in (mixture, voiceprint, visual)]
+
+    rows, skipped = [], {}
+    for threads in THREADS:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            rows.append(_row("torch-float", threads, median_seconds(lambda: torch_models["float"](*torch_inputs))))
+            w3a8 = torch_models["w3a8"]
+            with quant_inference_mode(w3a8):
+                rows.append(_row("torch-w3a8", threads, median_seconds(lambda: w3a8(*torch_inputs))))
+        for kind in ("float", "int8", "int8-opt"):
+            separator = OrtSeparator(onnx_paths[kind], threads)
+            rows.append(_row(f"ort-{kind}", threads, median_seconds(lambda: separator(mixture, voiceprint, visual))))
+        golden, reason = golden_backend()
+        if golden is None:
+            skipped["golden"] = reason
+        else:
+            rows.append(_row("golden", threads, median_seconds(lambda: golden(mixture, voiceprint, visual))))
+    torch.set_num_threads(1)
+    for row in rows:
+        base = next(r for r in rows if r["backend"] == "torch-float" and r["threads"] == row["threads"])
+        row["speedup_vs_torch_float"] = round(base["median_s"] / row["median_s"], 2)
+
+    profiles = {kind: op_type_times(onnx_paths[kind], mixture, voiceprint, visual, threads=1, runs=3)
+                for kind in ("int8", "int8-opt")}
+    rss = {f"{seconds}s": peak_rss_mb(onnx_paths["int8-opt"], seconds, tmp_path) for seconds in RSS_SECONDS}
+
+    best = min((r for r in rows if r["backend"].startswith("ort-int8") and r["threads"] == 1), key=lambda r: r["rtf"])
+    report = {"preset": PRESET, "input_seconds": INPUT_SECONDS, "runs": RUNS, "rows": rows, "rss_mb": rss,
+              "op_type_seconds_1_thread": profiles, "skipped": skipped,
+              "goal": {"rtf_at_1_thread": GOAL_RTF, "speedup_vs_torch_float": GOAL_SPEEDUP,
+                       "best_ort_int8": best["backend"], "rtf": best["rtf"],
+                       "speedup": best["speedup_vs_torch_float"],
+                       "met": best["rtf"] <= GOAL_RTF and best["speedup_vs_torch_float"] >= GOAL_SPEEDUP},
+              "machine": {"cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}}
+    _write_atomic(RESULTS / "latency.json", json.dumps(report, indent=2) + "\n")
+    _write_atomic(RESULTS / "latency.md", markdown(report))
+    print(markdown(report))
+
+    assert {(r["backend"], r["threads"]) for r in rows} >= {(b, t) for t in THREADS for b in
+                                                            ("torch-float", "torch-w3a8", "ort-float", "ort-int8")}
+    assert all(r["median_s"] > 0 for r in rows)
+    # Memory must not grow with duration: the windowed runtime holds one window, whatever the length.
+    assert rss["60s"] < rss["10s"] * 1.1 + 20, rss
+
+
+def _row(backend: str, threads: int, seconds: float) -> dict:
+    return {"backend": backend, "threads": threads, "median_s": round(seconds, 4), "rtf": round(seconds / INPUT_SECONDS, 4)}
+
+
+def peak_rss_mb(model: Path, seconds: int, tmp_path: Path) -> float:
+    """Peak resident memory of a fresh process running the CLI (1 thread) on a recording of `seconds`."""
+    rng = np.random.default_rng(seconds)
+    mixture = tmp_path / f"mix{seconds}.wav"
+    with sf.SoundFile(str(mixture), "w", samplerate=16000, channels=2, subtype="FLOAT") as sink:
+        for _ in range(seconds):  # written a second at a time: the benchmark itself stays small too
+            sink.write((0.1 * rng.standard_normal((16000, 2))).astype(np.float32))
+    np.save(tmp_path / "vp.npy", rng.standard_normal(512).astype(np.float32))
+    script = ("import resource, sys\nfrom limuse_runtime.cli import main\ncode = main(sys.argv[1:])\n"
+              "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(code)\n")
+    result = subprocess.run([sys.executable, "-c", script, "--model", str(model), "--mixture", str(mixture),
+                             "--voiceprint", str(tmp_path / "vp.npy"), "--out", str(tmp_path / f"out{seconds}.wav")],
+                            capture_output=True, text=True, check=True)
+    kilobytes = int(result.stdout.split("PEAK_RSS_KB")[1].split()[0])
+    return round(kilobytes / 1024, 1)
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Latency: {report['preset']}, {report['input_seconds']} s input, median of {report['runs']} runs",
+             "", f"Machine: {report['machine']['cpus']} CPUs, 1-min load average "
+             f"{report['machine']['load_average_1min']:.1f} at the end of the run (shared machine: compare ratios).",
+             "", "| backend | threads | median s | RTF | speed-up vs torch float |", "|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['backend']} | {r['threads']} | {r['median_s']:.3f} | {r['rtf']:.4f} | "
+                     f"{r['speedup_vs_torch_float']:.2f} |")
+    goal = report["goal"]
+    lines += ["", f"Goal (ORT int8 at 1 thread: RTF <= {goal['rtf_at_1_thread']} and >= "
+              f"{goal['speedup_vs_torch_float']}x eager float): best {goal['best_ort_int8']} RTF {goal['rtf']:.4f}, "
+              f"{goal['speedup']:.2f}x -> {'met' if goal['met'] else 'NOT met'}.",
+              "", f"Peak RSS of `limuse-run` (int8-opt, 1 thread): 10 s input {report['rss_mb']['10s']} MB, "
+              f"60 s input {report['rss_mb']['60s']} MB.", ""]
+    for name, reason in report["skipped"].items():
+        lines.append(f"Not measured: {name}: {reason}.")
+    before, after = report["op_type_seconds_1_thread"]["int8"], report["op_type_seconds_1_thread"]["int8-opt"]
+    lines += ["", "## ORT int8, time per op type, 1 thread (ORT profiler, mean of 3 runs)", "",
+              "| op type | before s | after s |", "|---|---|---|"]
+    for op in sorted(set(before) | set(after), key=lambda o: -max(before.get(o, 0), after.get(o, 0))):
+        lines.append(f"| {op} | {before.get(op, 0):.4f} | {after.get(op, 0):.4f} |")
+    lines.append(f"| total | {sum(before.values()):.4f} | {sum(after.values()):.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
