@@ -67,9 +67,10 @@ class Trace:
 class _RunContext:
     def __init__(self, tables: dict, trace: "Trace | None"):
         self.tables, self.trace = tables, trace
+        self.measuring = trace is not None  # max |acc| costs two passes; only a trace asks for it
 
     def table(self, key, fn, x: QTensor):
-        cache_key = (key, int(x.exponent), x.bits, x.signed, x.narrow)
+        cache_key = (key, int(x.exponent), x.signed)
         if cache_key not in self.tables:
             self.tables[cache_key] = fp.lookup_table(fn, int(x.exponent), x.bits, x.signed, x.narrow)
         return self.tables[cache_key]

@@ -67,20 +67,27 @@ def po2_exponent(scale: np.ndarray, where: str) -> "int | np.ndarray":
     return int(exp.ravel()[0]) if exp.size == 1 else exp
 
 
-def shift_right_half_even(acc: np.ndarray, shift: "int | np.ndarray") -> np.ndarray:
-    """round_half_even(acc / 2^shift) for int64 acc; shift may be <= 0 (then an exact left shift)."""
-    acc = np.asarray(acc, dtype=np.int64)
+def shift_right_half_even(acc: np.ndarray, shift: "int | np.ndarray", bound: "int | None" = None) -> np.ndarray:
+    """round_half_even(acc / 2^shift), branch-free: (acc + (half - 1) + bit_shift(acc)) >> shift,
+    where bit_shift(acc) = (acc >> shift) & 1 is the parity of the floor. A tie then rounds up only
+    from an odd floor. shift may be <= 0 (an exact left shift). Works in the dtype of `acc` when
+    `bound` (a known max |acc|) proves the sum cannot overflow it, else in int64."""
+    acc = np.asarray(acc)
+    if not np.issubdtype(acc.dtype, np.integer):
+        raise TypeError(f"shift_right_half_even: integer accumulators expected, got {acc.dtype}")
     shift = np.asarray(shift, dtype=np.int64)
     if np.all(shift <= 0):
-        return acc << (-shift)
-    if np.any(shift <= 0):  # mixed per-channel shifts: handle each sign with the rule that fits
+        return acc.astype(np.int64) << (-shift)
+    if np.any(shift <= 0):  # mixed per-channel shifts: each sign with the rule that fits
         return np.where(shift > 0, shift_right_half_even(acc, np.maximum(shift, 1)),
-                        acc << np.maximum(-shift, 0))
-    floor = acc >> shift  # arithmetic shift: floor division, also for negatives
-    remainder = acc - (floor << shift)
+                        acc.astype(np.int64) << np.maximum(-shift, 0))
     half = np.int64(1) << (shift - 1)
-    round_up = (remainder > half) | ((remainder == half) & (floor & 1 == 1))
-    return floor + round_up
+    wide = acc.dtype.itemsize < 8 and (bound is None or np.ndim(shift) > 0 or
+                                       bound + int(half) >= 2 ** (8 * acc.dtype.itemsize - 1))
+    work = acc.astype(np.int64) if wide else acc
+    shift = shift.astype(work.dtype) if np.ndim(shift) else work.dtype.type(shift)
+    parity = (work >> shift) & 1
+    return (work + (half - 1).astype(work.dtype) + parity) >> shift
 
 
 def clamp(codes: np.ndarray, bits: int, signed: bool, narrow: bool) -> np.ndarray:
@@ -88,17 +95,31 @@ def clamp(codes: np.ndarray, bits: int, signed: bool, narrow: bool) -> np.ndarra
     return np.clip(codes, lo, hi)
 
 
+def code_dtype(bits: "int | None", signed: bool = True) -> type:
+    """The smallest integer type that holds codes of that width (wide intermediates: int64)."""
+    if bits is None:
+        return np.int64
+    if not signed and bits <= 8:
+        return np.uint8
+    bits += int(not signed)
+    return np.int8 if bits <= 8 else np.int16 if bits <= 16 else np.int32 if bits <= 32 else np.int64
+
+
 def quantize_float(x: np.ndarray, exponent, bits: int, signed: bool, narrow: bool) -> np.ndarray:
     """Brevitas/QONNX Quant of a float32 tensor: x / 2^e is exact in float, then rint (half to even)."""
     x = np.asarray(x, dtype=np.float32)
     scaled = x * np.exp2(-np.asarray(exponent, dtype=np.float32))
-    return clamp(np.rint(scaled), bits, signed, narrow).astype(np.int64)
+    np.rint(scaled, out=scaled)
+    lo, hi = code_range(bits, signed, narrow)
+    np.clip(scaled, lo, hi, out=scaled)
+    return scaled.astype(code_dtype(bits, signed))
 
 
-def requantize(acc: QTensor, exponent, bits: int, signed: bool, narrow: bool) -> np.ndarray:
+def requantize(acc: QTensor, exponent, bits: int, signed: bool, narrow: bool, bound: "int | None" = None) -> np.ndarray:
     """Integer requantization of `acc` to a new power-of-two scale: shift, round half even, clamp."""
     shift = np.asarray(exponent, dtype=np.int64) - np.asarray(acc.exponent, dtype=np.int64)
-    return clamp(shift_right_half_even(acc.codes, shift), bits, signed, narrow)
+    codes = clamp(shift_right_half_even(acc.codes, shift, bound), bits, signed, narrow)
+    return codes.astype(code_dtype(bits, signed))
 
 
 def check_accumulator(acc: np.ndarray, layer: str) -> int:
@@ -120,10 +141,17 @@ def align(a: QTensor, b: QTensor) -> tuple[np.ndarray, np.ndarray, "int | np.nda
     return ca, cb, (int(e) if e.ndim == 0 else e)
 
 
-def lookup_table(fn, exponent: int, bits: int, signed: bool, narrow: bool) -> tuple[np.ndarray, int]:
-    """fn evaluated (in float32) on every code of a <= 8-bit tensor: (table, qmin). The output of an
-    8-bit input has at most 256 values, so porters can replace the non-linearity by one table read."""
-    lo, hi = code_range(bits, signed, narrow)
-    codes = np.arange(lo, hi + 1, dtype=np.int64)
-    values = QTensor(codes, exponent, bits, signed, narrow).dequantize()
-    return np.asarray(fn(values), dtype=np.float32), lo
+def lookup_table(fn, exponent: int, bits: int, signed: bool, narrow: bool) -> np.ndarray:
+    """fn (float32) of every code of a <= 8-bit tensor, as a 256-entry table indexed by the code's byte
+    (two's complement for signed codes): the non-linearity becomes one table read per value."""
+    if bits > 8:
+        raise ValueError(f"lookup_table: {bits}-bit codes; tables are for <= 8-bit inputs")
+    byte = np.arange(256, dtype=np.uint8)
+    codes = byte.view(np.int8) if signed else byte
+    values = QTensor(codes, exponent, 8, signed, narrow).dequantize()
+    return np.asarray(fn(values), dtype=np.float32)
+
+
+def apply_table(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The table read: a code's two's-complement byte is its index."""
+    return table[codes.view(np.uint8)] if codes.dtype.itemsize == 1 else table[codes.astype(np.int64) & 0xFF]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -77,46 +78,66 @@ class IntegerLayer:
             return None
         return self.output.exponent - (input_exponent + self.weight_exponent())
 
-    def accumulate(self, x: QTensor) -> tuple[QTensor, int]:
-        """(int32 accumulator as QTensor, max |acc|). The GEMM runs in float32 or float64 only when a
-        static bound proves every partial sum is an exactly representable integer."""
+    @cached_property
+    def weight_bound(self) -> int:
+        """max over output channels of sum |w|: with max |x| it bounds every partial sum."""
+        axis = 0 if self.kind == "linear" else (1, 2)
+        return int(np.abs(self.weight.codes.astype(np.int64)).sum(axis=axis).max())
+
+    @cached_property
+    def bias_bound(self) -> int:
+        return int(np.abs(self.bias.codes.astype(np.int64)).max()) if self.bias is not None else 0
+
+    def accumulator_bound(self, x: QTensor) -> int:
+        """A static bound on |acc| for any input of x's width (data-dependent only for wide inputs)."""
+        if x.bits is not None:
+            lo, hi = fp.code_range(x.bits, x.signed, x.narrow)
+            in_max = max(-lo, hi)
+        else:
+            in_max = int(np.abs(x.codes).max()) if x.codes.size else 0
+        return in_max * self.weight_bound + self.bias_bound
+
+    def accumulate(self, x: QTensor, measure: bool = False) -> tuple[QTensor, "int | None"]:
+        """(int32 accumulator as QTensor, max |acc| if measured). The GEMM runs through BLAS in float32
+        (float64) only when the static bound proves every partial sum is an integer below 2^24 (2^53),
+        so the float result is the exact integer sum; it becomes int32 before the bias is added."""
         if not x.per_tensor:
             raise GoldenError(f"layer {self.name}: per-channel input scales are not supported")
-        in_max = float(np.abs(x.codes).max()) if x.codes.size else 0.0
-        w = self.weight.codes
-        fan_in_axis = 0 if self.kind == "linear" else (1, 2)
-        bound = in_max * float(np.abs(w).sum(axis=fan_in_axis).max())
-        dtype = np.float32 if bound < FLOAT32_EXACT else np.float64 if bound < FLOAT64_EXACT else np.int64
-        codes, weights = x.codes.astype(dtype), w.astype(dtype)
+        bound = self.accumulator_bound(x)
+        gemm = np.float32 if bound < FLOAT32_EXACT else np.float64 if bound < FLOAT64_EXACT else np.int64
+        codes, weights = x.codes.astype(gemm), self.weight.codes.astype(gemm)
         if self.kind == "linear":
             acc = np.matmul(codes, weights)
         else:
             acc = conv1d(codes, weights, self.stride, self.dilation, self.pads, self.groups)
-        acc = acc.astype(np.int64)
+        acc = acc.astype(np.int32 if bound <= fp.INT32_MAX else np.int64)
         acc_exponent = int(x.exponent) + self.weight_exponent()
         if self.bias is not None:
             if np.any(np.asarray(self.bias.exponent).ravel() != np.asarray(acc_exponent).ravel()):
                 raise GoldenError(f"layer {self.name}: bias scale 2^{self.bias.exponent} differs from input x weight "
                                   f"scale 2^{acc_exponent}; expected an Int32Bias quantizer")
-            acc = acc + self._channel_shape(self.bias.codes.astype(np.int64).ravel(), acc.ndim)
-        acc_max = fp.check_accumulator(acc, self.name)
+            acc += self._channel_shape(self.bias.codes.astype(acc.dtype).ravel(), acc.ndim)
+        acc_max = None
+        if bound > fp.INT32_MAX or measure:  # only a bound beyond int32 needs the data checked
+            acc_max = fp.check_accumulator(acc, self.name)
         return QTensor(acc, self._channel_shape(acc_exponent, acc.ndim), 32), acc_max
 
-    def forward(self, x: QTensor) -> tuple["QTensor | None", QTensor, int]:
-        acc, acc_max = self.accumulate(x)
+    def forward(self, x: QTensor, measure: bool = False) -> tuple["QTensor | None", QTensor, "int | None"]:
+        acc, acc_max = self.accumulate(x, measure)
         if self.output is None:
             return None, acc, acc_max
         o = self.output
-        codes = fp.requantize(acc, o.exponent, o.bits, o.signed, o.narrow)
+        codes = fp.requantize(acc, o.exponent, o.bits, o.signed, o.narrow, bound=self.accumulator_bound(x))
         return QTensor(codes, o.exponent, o.bits, o.signed, o.narrow), acc, acc_max
 
 
 class _FoldContext:
     """Folding runs the same handlers; constant nodes never reach an integer layer or a table."""
 
+    measuring = False
+
     def table(self, key, fn, x):
-        table, lo = fp.lookup_table(fn, int(x.exponent), x.bits, x.signed, x.narrow)
-        return table, lo
+        return fp.lookup_table(fn, int(x.exponent), x.bits, x.signed, x.narrow)
 
     def record_layer(self, *args):
         pass

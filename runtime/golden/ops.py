@@ -82,7 +82,7 @@ def integer_layer(node, inputs, ctx):
     x = inputs[0]
     if not isinstance(x, QTensor):
         raise GoldenError(f"layer {layer.name}: input is float; expected the codes of an input quantizer")
-    out_codes, acc, acc_max = layer.forward(x)
+    out_codes, acc, acc_max = layer.forward(x, measure=ctx.measuring)
     ctx.record_layer(layer, x, acc_max, out_codes)
     return [out_codes if out_codes is not None else acc]
 
@@ -106,8 +106,7 @@ def prelu(node, inputs, ctx):
         slope = slope.reshape(())
     fn = lambda v: np.where(v < 0, v * slope, v).astype(np.float32)  # noqa: E731
     if isinstance(x, QTensor) and x.per_tensor and x.bits is not None and x.bits <= 8 and slope.size == 1:
-        table, lo = ctx.table(node.name, fn, x)
-        return [table[x.codes - lo]]
+        return [fp.apply_table(ctx.table(node.name, fn, x), x.codes)]
     return [fn(as_float(x))]
 
 
@@ -116,8 +115,7 @@ def _unary_lut(fn):
     def handler(node, inputs, ctx):
         x = inputs[0]
         if isinstance(x, QTensor) and x.per_tensor and x.bits is not None and x.bits <= 8:
-            table, lo = ctx.table(node.name, fn, x)
-            return [table[x.codes - lo]]
+            return [fp.apply_table(ctx.table(node.name, fn, x), x.codes)]
         return [fn(as_float(x))]
     return handler
 
@@ -261,11 +259,23 @@ def reduce(node, inputs, ctx):
 
 
 def _normalise(x, axes, eps):
-    # float32 statistics, like torch's and onnxruntime's float32 kernels (see the engine docstring).
-    mean = x.mean(axis=axes, keepdims=True, dtype=np.float32)
-    centred = x - mean
-    var = np.mean(np.square(centred), axis=axes, keepdims=True, dtype=np.float32)
-    return centred / np.sqrt(var + np.float32(eps))
+    """(x - mean) / sqrt(var + eps) the way torch's CPU layer-norm kernel evaluates it, because QAT ran
+    that kernel: float32 mean and variance (computed here in float64 and rounded once), rstd = 1 / sqrt
+    in float32, then y = x * rstd + (-rstd * mean) with a single rounding (torch fuses it into an FMA;
+    the float64 product of two float32 values is exact). Written as (x - mean) / std, the last bit
+    differs often enough to flip downstream codes on K=32."""
+    shape = x.shape
+    rows = x.reshape(-1, int(np.prod([shape[a] for a in axes])))  # axes are the trailing ones
+    x64 = rows.astype(np.float64)
+    mean = x64.mean(axis=1, keepdims=True)
+    work = x64 - mean
+    var = np.einsum("ij,ij->i", work, work)[:, None] / rows.shape[1]
+    mean, var = mean.astype(np.float32), var.astype(np.float32)
+    rstd = np.float32(1) / np.sqrt(np.maximum(var, np.float32(0)) + np.float32(eps))
+    shift = -rstd * mean
+    np.multiply(x64, rstd.astype(np.float64), out=work)
+    work += shift.astype(np.float64)
+    return work.astype(np.float32).reshape(shape)
 
 
 @op("LayerNormalization")
@@ -300,12 +310,18 @@ def conv_windows(x: np.ndarray, kernel: int, stride: int, dilation: int, pads: t
 
 def conv1d(x: np.ndarray, w: np.ndarray, stride: int, dilation: int, pads, groups: int) -> np.ndarray:
     """Grouped 1-D convolution without bias, as batched GEMMs in the dtype of x and w."""
-    b, c_in, _ = x.shape
+    b, c_in, t = x.shape
     c_out, c_group, kernel = w.shape
+    if c_group == 1 and c_out == c_in == groups:  # depthwise: a weighted sum of shifted copies
+        xp = np.pad(x, ((0, 0), (0, 0), tuple(pads)))
+        span = xp.shape[2] - dilation * (kernel - 1)
+        y = xp[:, :, 0:span:stride] * w[None, :, 0, 0:1]
+        for tap in range(1, kernel):
+            start = tap * dilation
+            y += xp[:, :, start:start + span:stride] * w[None, :, 0, tap:tap + 1]
+        return y
     cols = conv_windows(x, kernel, stride, dilation, tuple(pads))  # (B, C, T_out, k)
     t_out = cols.shape[2]
-    if c_group == 1 and c_out == c_in == groups:  # depthwise: a weighted sum of the taps
-        return np.einsum("bctk,ck->bct", cols, w[:, 0, :])
     cols = cols.reshape(b, groups, c_group, t_out, kernel).transpose(0, 1, 3, 2, 4)
     cols = cols.reshape(b, groups, t_out, c_group * kernel)
     wg = w.reshape(groups, c_out // groups, c_group * kernel).transpose(0, 2, 1)

@@ -131,4 +131,4 @@ def test_every_quantized_tensor_equals_brevitas(tiny_po2):
 def test_prelu_runs_as_a_256_entry_table(tiny_po2):
     _, engine, inputs, _, _ = tiny_po2
     engine.run(inputs)
-    assert engine._tables and all(table.shape == (256,) for table, _ in engine._tables.values())
+    assert engine._tables and all(table.shape == (256,) for table in engine._tables.values())

@@ -52,10 +52,24 @@ def test_accumulator_overflow_names_the_layer():
     assert fp.check_accumulator(np.array([-(2 ** 31), 5], np.int64), "ok") == 2 ** 31
 
 
-def test_lookup_table_covers_every_code():
-    table, lo = fp.lookup_table(lambda v: v * 2, exponent=-3, bits=8, signed=True, narrow=False)
-    assert lo == -128 and table.shape == (256,)
-    assert table[0] == -32.0 and table[-1] == 127 / 4
+def test_lookup_table_equals_the_function_on_every_code():
+    slope = np.float32(0.25)
+    prelu = lambda v: np.where(v < 0, v * slope, v)  # noqa: E731
+    table = fp.lookup_table(prelu, exponent=-3, bits=8, signed=True, narrow=False)
+    assert table.shape == (256,)
+    codes = np.arange(-128, 128).astype(np.int8)
+    want = prelu(codes.astype(np.float32) / 8)
+    np.testing.assert_array_equal(fp.apply_table(table, codes), want)
+    np.testing.assert_array_equal(fp.apply_table(table, codes.astype(np.int16)), want)
+
+
+def test_shift_in_int32_with_a_bound_equals_int64():
+    acc = np.random.default_rng(4).integers(-(2 ** 30), 2 ** 30, 10000).astype(np.int32)
+    for shift in (1, 5, 12):
+        np.testing.assert_array_equal(fp.shift_right_half_even(acc, shift, bound=2 ** 30),
+                                      fp.shift_right_half_even(acc.astype(np.int64), shift))
+    near_max = np.array([2 ** 31 - 1, -(2 ** 31)], np.int32)  # no bound: computed in int64, no wrap-around
+    np.testing.assert_array_equal(fp.shift_right_half_even(near_max, 4), [2 ** 27, -(2 ** 27)])
 
 
 # ------------------------------------------------------------------ hand-built QONNX graphs
