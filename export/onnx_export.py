@@ -1,0 +1,83 @@
+"""The three ONNX exports of one LiMuSE model, each returning an onnx.ModelProto (nothing is written to
+the output folder here; see save.py).
+
+- float: torch's TorchScript exporter.
+- qcdq (the "int8" file): Brevitas QuantizeLinear / Clip / DequantizeLinear, TorchScript exporter
+  (dynamo=False: the dynamo path refuses Int32Bias and drifts from Brevitas by ~1e-2), initializers not
+  graph inputs (otherwise onnxruntime neither constant-folds nor fuses).
+- qonnx: Brevitas Quant nodes, TorchScript exporter, then qonnx's cleanup. qonnx's cleanup turns a
+  symbolic axis into 0, so the QONNX file is exported and cleaned at the fixed shape of its example
+  inputs; the float and int8 files keep batch, samples and frames dynamic.
+
+Opset 17 throughout.
+"""
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from limuse_export.prepare import DYNAMIC_AXES, OUTPUT_NAME, OnnxInterface
+
+OPSET = 17
+
+
+def _kwargs(module: OnnxInterface, dynamic: bool) -> dict:
+    names = module.input_names
+    axes = {k: v for k, v in DYNAMIC_AXES.items() if k in names or k == OUTPUT_NAME}
+    return dict(input_names=list(names), output_names=[OUTPUT_NAME], opset_version=OPSET, dynamo=False,
+                dynamic_axes=axes if dynamic else None)
+
+
+def _args(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> tuple:
+    missing = [n for n in module.input_names if n not in inputs]
+    if missing:
+        raise ValueError(f"example inputs: missing {missing}; the model takes {module.input_names}")
+    return tuple(inputs[n] for n in module.input_names)
+
+
+def _via_file(export, module, inputs, **kwargs) -> onnx.ModelProto:
+    with tempfile.TemporaryDirectory(prefix="limuse_export_") as tmp, torch.no_grad():
+        path = Path(tmp) / "model.onnx"
+        with warnings.catch_warnings():
+            # The model's input checks are Python conditionals on shapes; the tracer warns about each,
+            # and they hold for every input the ONNX contract allows.
+            warnings.simplefilter("ignore")
+            export(module, _args(module, inputs), str(path), **kwargs)
+        return onnx.load(str(path))
+
+
+def export_float(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx.ModelProto:
+    if module.model.recipe.quantized:
+        raise ValueError(f"float export: the model uses recipe {module.model.recipe.name!r}; expected 'float'")
+    return _via_file(torch.onnx.export, module, inputs, **_kwargs(module, dynamic=True))
+
+
+def export_qcdq(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx.ModelProto:
+    _require_quantized(module, "int8 (QCDQ)")
+    from brevitas.export import export_onnx_qcdq
+
+    def export(m, args, path, **kw):
+        export_onnx_qcdq(m, args=args, export_path=path, keep_initializers_as_inputs=False, **kw)
+    return _via_file(export, module, inputs, **_kwargs(module, dynamic=True))
+
+
+def export_qonnx(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx.ModelProto:
+    """Quant-node graph at the fixed shape of `inputs`, cleaned by qonnx's cleanup."""
+    _require_quantized(module, "QONNX")
+    from brevitas.export import export_qonnx as brevitas_export_qonnx
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    def export(m, args, path, **kw):
+        brevitas_export_qonnx(m, args=args, export_path=path, keep_initializers_as_inputs=False, **kw)
+    raw = _via_file(export, module, inputs, **_kwargs(module, dynamic=False))
+    return cleanup_model(ModelWrapper(raw)).model
+
+
+def _require_quantized(module: OnnxInterface, what: str) -> None:
+    if not module.model.recipe.quantized:
+        raise ValueError(f"{what} export: the model is float; expected a quantized recipe such as 'w3a8'")

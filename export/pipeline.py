@@ -1,0 +1,166 @@
+"""The export pipeline: models in, three ONNX files, export_report.json and a demo run out.
+
+The graph steps applied to the onnxruntime files are GRAPH_STEPS, pure functions ModelProto ->
+ModelProto, so speed rewrites slot in without touching the rest; parity is measured on the final files.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import torch
+
+from limuse_edge.io import atomic_write_text
+from limuse_edge.metrics import si_sdr
+from limuse_export import onnx_export, ort_check, parity
+from limuse_export.demo_sample import Utterance
+from limuse_export.optimize import optimize
+from limuse_export.prepare import calibrate, exportable
+from limuse_export.qonnx_check import run_qonnx
+from limuse_export.save import save_onnx
+from limuse_export.sources import Source
+
+GraphStep = Callable[[onnx.ModelProto], onnx.ModelProto]
+GRAPH_STEPS: tuple[GraphStep, ...] = (optimize,)
+FORMATS = ("qonnx", "int8", "float")
+
+
+def check_writable(folder: "str | Path") -> Path:
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--out: {folder} is a file; expected a folder to write the ONNX files into")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PermissionError(f"--out: cannot write into {folder} ({exc.strerror}); expected a writable folder") from None
+    return folder
+
+
+def apply_steps(model: onnx.ModelProto, steps: tuple[GraphStep, ...]) -> onnx.ModelProto:
+    for step in steps:
+        model = step(model)
+    return model
+
+
+def _torch_inputs(inputs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in inputs.items()}
+
+
+def _forward(model, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    with torch.no_grad():
+        return model(**_torch_inputs(inputs)).numpy()
+
+
+def _macs(model, n_samples: int) -> dict:
+    try:
+        from limuse_edge.profile import profile_model
+    except ImportError:
+        return {"note": "limuse_edge.profile not installed; MACs not measured"}
+    profile = profile_model(model, n_samples)
+    return {"input_samples": n_samples, "core": profile.macs_core, "paper_style": profile.macs_paper_style}
+
+
+def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
+               steps: tuple[GraphStep, ...] = GRAPH_STEPS, log: Callable[[str], None] = print) -> dict:
+    """Write <name>.{qonnx,int8,float}.onnx and export_report.json into `out`; return the report."""
+    out = check_writable(out)
+    if not utterances:
+        raise ValueError("export: no utterances for calibration and parity; expected at least one")
+    log(f"model: {source.description}")
+    cfg = source.float.config
+    inputs = [u.inputs(cfg.cues, cfg.mic_channels) for u in utterances]
+    quantized = source.quantized
+    if quantized is not None and not source.trained:
+        log(f"calibrating the activation quantizers of the untrained model on {len(inputs)} utterance(s)")
+        quantized = calibrate(quantized, [_torch_inputs(x) for x in inputs])
+    example = _torch_inputs(inputs[0])
+
+    timings, files, protos = {}, {}, {}
+    jobs = [("float", source.float, onnx_export.export_float, steps)]
+    if quantized is not None:
+        jobs = [("qonnx", quantized, onnx_export.export_qonnx, ()),
+                ("int8", quantized, onnx_export.export_qcdq, steps)] + jobs
+    for kind, model, export, graph_steps in jobs:
+        start = time.perf_counter()
+        proto = apply_steps(export(exportable(model), example), graph_steps)
+        path = out / f"{source.name}.{kind}.onnx"
+        files[path.name] = save_onnx(proto, path)
+        protos[kind] = proto
+        timings[kind] = round(time.perf_counter() - start, 1)
+        log(f"wrote {path} ({files[path.name]} bytes, {timings[kind]} s)")
+
+    report = {"model": source.description, "name": source.name, "opset": onnx_export.OPSET,
+              "recipe": quantized.recipe.name if quantized is not None else "float",
+              "files": files, "export_seconds": timings}
+    ort_files = [k for k in ("int8", "float") if k in protos]
+    ops = {k: ort_check.optimized_op_counts(out / f"{source.name}.{k}.onnx") for k in ort_files}
+    for kind in ort_files:
+        leaked = ort_check.initializers_as_inputs(protos[kind])
+        if leaked:
+            raise RuntimeError(f"{kind} export: initializers appear as graph inputs ({leaked[:3]}...)")
+    main = "int8" if "int8" in ops else "float"
+    report["ort_optimized_ops"] = ops[main]
+    report["ort_optimized_ops_by_file"] = ops
+    report["integer_kernels"] = {k: ort_check.kernel_summary(v) for k, v in ops.items()}
+    report["macs"] = _macs(source.float, inputs[0]["mixture"].shape[-1])
+    report["parity"], report["parity_per_utterance"] = _parity(source, quantized, out, protos, utterances, inputs, log)
+    atomic_write_text(out / "export_report.json", _json(report))
+    return report
+
+
+def _parity(source, quantized, out, protos, utterances, inputs, log):
+    rows = {"ort_vs_brevitas": [], "qonnx_vs_brevitas": [], "float_ort_vs_torch": []}
+    per_utterance = []
+    float_session = ort_check.session(out / f"{source.name}.float.onnx")
+    int8_session = ort_check.session(out / f"{source.name}.int8.onnx") if quantized is not None else None
+    qonnx_shape = {k: tuple(v.shape) for k, v in inputs[0].items()}
+    for utterance, x in zip(utterances, inputs):
+        entry = {"utterance": utterance.name, "samples": int(x["mixture"].shape[-1])}
+        entry["float_ort_vs_torch"] = parity.compare(_forward(source.float, x), ort_check.run(float_session, x),
+                                                     utterance.target)
+        rows["float_ort_vs_torch"].append(entry["float_ort_vs_torch"])
+        if quantized is not None:
+            reference = _forward(quantized, x)
+            entry["ort_vs_brevitas"] = parity.compare(reference, ort_check.run(int8_session, x), utterance.target)
+            rows["ort_vs_brevitas"].append(entry["ort_vs_brevitas"])
+            if {k: tuple(v.shape) for k, v in x.items()} == qonnx_shape:
+                entry["qonnx_vs_brevitas"] = parity.compare(reference, run_qonnx(protos["qonnx"], x), utterance.target)
+                rows["qonnx_vs_brevitas"].append(entry["qonnx_vs_brevitas"])
+        log(f"parity on {utterance.name}: " + ", ".join(
+            f"{k} max|d|={v['max_abs']:.3g} dSI-SDR={v['si_sdr_diff_db']:.4f} dB"
+            for k, v in entry.items() if isinstance(v, dict)))
+        per_utterance.append(entry)
+    summary = {"utterances": len(utterances), "si_sdr_tolerance_db": parity.SI_SDR_TOLERANCE_DB}
+    for key, values in rows.items():
+        if values:
+            w = parity.worst(values)
+            summary[f"{key}_max_abs"] = w["max_abs"]
+            summary[f"{key}_si_sdr_db"] = w["si_sdr_diff_db"]
+    return summary, per_utterance
+
+
+def demo_si_sdr(path: "str | Path", utterance: Utterance) -> dict[str, float]:
+    """Run one exported file with onnxruntime on `utterance`; SI-SDR of its output and of mic 0."""
+    session = ort_check.session(path)
+    wanted = {i.name for i in session.get_inputs()}
+    channels = session.get_inputs()[0].shape[1]
+    inputs = utterance.inputs(tuple(n for n in ("voiceprint", "visual") if n in wanted), int(channels))
+    start = time.perf_counter()
+    estimate = ort_check.run(session, inputs)[0]
+    seconds = time.perf_counter() - start
+    return {"si_sdr_db": float(si_sdr(estimate, utterance.target)),
+            "mixture_si_sdr_db": float(si_sdr(utterance.mixture[0], utterance.target)),
+            "seconds": seconds, "audio_seconds": utterance.target.shape[-1] / 16000}
+
+
+def _json(report: dict) -> str:
+    import json
+    return json.dumps(report, indent=2) + "\n"

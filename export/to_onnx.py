@@ -1,0 +1,79 @@
+"""Export LiMuSE to QONNX, integer-kernel (QCDQ) ONNX and float ONNX, with a parity report.
+
+    python export/to_onnx.py [--checkpoint CKPT | --pretrained NAME | --preset P --recipe R] [--out build/]
+
+With no arguments: the bundled limuse_k32 W3A8 model and its float twin (an untrained limuse_k32 while
+the bundled checkpoints are not installed), parity on the bundled demo sample (plus corpus test
+utterances with --corpus), then one onnxruntime run of the int8 file on the demo sample.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, KeyError)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="a .pt written by limuse-edge train")
+    source.add_argument("--pretrained", help="a bundled model, e.g. limuse_k32_w3a8")
+    source.add_argument("--preset", help="an untrained preset (see limuse_edge.config.PRESETS), e.g. tiny")
+    parser.add_argument("--recipe", default="w3a8", help="with --preset: 'float', 'w3a8', 'w4a8-pc-po2', ...")
+    parser.add_argument("--out", default="build", help="output folder (default: build/)")
+    parser.add_argument("--corpus", help="an MC_Grid corpus whose test utterances join the parity check")
+    parser.add_argument("--utterances", type=int, default=3, help="utterances for parity (default 3)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from limuse_export import demo_sample, sources
+    from limuse_export.pipeline import demo_si_sdr, export_all
+    from limuse_export.report import format_report
+
+    if args.recipe != "w3a8" and not args.preset:
+        raise ValueError("--recipe: only with --preset (a checkpoint carries its own recipe)")
+    if args.utterances < 1:
+        raise ValueError(f"--utterances: got {args.utterances}; expected a positive count")
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    if args.checkpoint:
+        source = sources.from_checkpoint(args.checkpoint)
+    elif args.pretrained:
+        source = sources.from_pretrained(args.pretrained)
+    elif args.preset:
+        from limuse_edge.config import get_preset
+        from limuse_edge.quant import get_recipe
+        get_preset(args.preset), get_recipe(args.recipe)  # bad names fail before any work
+        source = sources.from_preset(args.preset, args.recipe)
+    else:
+        source = sources.default_source()
+    demo = demo_sample.load_demo()
+    utterances = [demo]
+    if args.corpus and args.utterances > 1:
+        utterances += demo_sample.corpus_utterances(args.corpus, args.utterances - 1)
+    report = export_all(source, args.out, utterances)
+    print()
+    print(format_report(report))
+    main_file = "int8" if source.quantized is not None else "float"
+    result = demo_si_sdr(f"{args.out}/{source.name}.{main_file}.onnx", demo)
+    print(f"\nonnxruntime, {source.name}.{main_file}.onnx on the demo sample ({result['audio_seconds']:.1f} s): "
+          f"SI-SDR {result['si_sdr_db']:.2f} dB (mixture mic 0: {result['mixture_si_sdr_db']:.2f} dB), "
+          f"{result['seconds'] * 1000:.0f} ms")
+    if not source.trained:
+        print("NOTE: the model is UNTRAINED (random weights); the SI-SDR above says nothing about quality.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="to_onnx", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except USER_ERRORS as exc:
+        print(f"to_onnx: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
