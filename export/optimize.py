@@ -178,4 +178,4 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-__all__ = ["optimize", "prelu_to_leaky_relu", "op_counts", "PASSES"]
+__all__ = ["optimize", "prelu_to_leaky_relu", "norm_to_instance_norm", "op_counts", "PASSES"]
