@@ -3,7 +3,7 @@
 Sizes follow the spec's convention (../shared/spec/limuse.md, "Size and MAC conventions"): quantized
 weights at their bit width, every other parameter plus the scales of each quantized layer (its weight
 scales and one input-activation scale) at 32 bits, in MiB. MACs come from forward hooks, so they follow
-the shapes each layer really sees:
+the shapes each layer really sees, in the network as the spec writes it (see `as_written`):
 
 - core: multiply-accumulates of the weights of every conv, transposed conv and linear layer;
 - paper-style: core + 1 op per output element of every bias add and every activation (PReLU, ReLU,
@@ -11,6 +11,7 @@ the shapes each layer really sees:
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -18,7 +19,7 @@ import torch.nn as nn
 
 from limuse_edge.config import SAMPLE_RATE, VISUAL_DIM, VOICEPRINT_DIM
 from limuse_edge.model import LiMuSE
-from limuse_edge.model.blocks import ContextCodec, GroupNormChannelsLast
+from limuse_edge.model.blocks import TAC, ContextCodec, GroupNormChannelsLast
 from limuse_edge.quant import is_quant_layer
 
 FLOAT_BITS = 32
@@ -161,10 +162,25 @@ def example_inputs(model: LiMuSE, n_samples: int, seed: int = 0) -> tuple:
     return mixture, voiceprint, visual
 
 
+class _ConcatLinear(nn.Linear):
+    """Marks a float TAC output layer so that TAC runs it as written, on [group transform, group mean]."""
+
+
+def as_written(model: LiMuSE) -> LiMuSE:
+    """A copy that computes the network as the spec writes it. The float TAC takes an exact shortcut
+    (the mean's half of its output layer once per frame, not once per group) that bypasses the layer's
+    forward; the paper's figures, the quantized models and the exported graphs all use the written form."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, TAC) and type(module.concat) is nn.Linear:
+            module.concat.__class__ = _ConcatLinear
+    return model
+
+
 def count_macs(model: LiMuSE, n_samples: int) -> dict[str, tuple[int, int]]:
-    """(core MACs, other ops) per part for one batch-1 forward of `n_samples` samples."""
+    """(core MACs, other ops) per part for one batch-1 forward of `n_samples` samples, as written."""
+    model = as_written(model).eval()
     totals = {}
-    hooks = []
 
     def hook_for(part, counter):
         def hook(module, inputs, output):
@@ -179,16 +195,9 @@ def count_macs(model: LiMuSE, n_samples: int) -> dict[str, tuple[int, int]]:
         for sub in module.modules():
             counter = _counter_for(sub)
             if counter is not None:
-                hooks.append(sub.register_forward_hook(hook_for(part, counter)))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(*example_inputs(model, n_samples))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+                sub.register_forward_hook(hook_for(part, counter))  # on a throw-away copy
+    with torch.no_grad():
+        model(*example_inputs(model, n_samples))
     return totals
 
 
