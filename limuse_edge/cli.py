@@ -18,16 +18,20 @@ USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionErro
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="limuse-edge", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    modules = {}
+    # Only the chosen command's module is imported: the others may pull in torch and brevitas.
+    chosen = argv[0] if argv and argv[0] in COMMANDS else None
+    module = None
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
-        modules[name] = module
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(command_parser)
     args = parser.parse_args(argv)
     try:
-        return int(modules[args.command].run(args) or 0)
+        return int(module.run(args) or 0)
     except USER_ERRORS as exc:
         print(f"limuse-edge {args.command}: error: {exc}", file=sys.stderr)
         return 2
