@@ -9,7 +9,7 @@ Run: pytest -s benchmarks/test_golden.py   (three QONNX exports; 5-15 min on two
 """
 from __future__ import annotations
 
-import sys
+import importlib.util
 import time
 from pathlib import Path
 
@@ -20,9 +20,20 @@ from threadpoolctl import threadpool_limits
 
 from limuse_runtime.golden import GoldenEngine, Trace
 
-# One definition of the Brevitas reference (hooks on the quantizer proxies) serves tests and benchmark.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "runtime"))
-from test_golden import brevitas_codes, calibrated_po2_model, compare_codes, example_inputs, export_qonnx  # noqa: E402
+
+def _load_reference_helpers():
+    """One definition of the Brevitas reference (hooks on the quantizer proxies) serves the tests and this
+    benchmark; loaded by path because both files are named test_golden.py."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "runtime" / "test_golden.py"
+    spec = importlib.util.spec_from_file_location("golden_reference_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_ref = _load_reference_helpers()
+brevitas_codes, calibrated_po2_model, compare_codes = _ref.brevitas_codes, _ref.calibrated_po2_model, _ref.compare_codes
+example_inputs, export_qonnx = _ref.example_inputs, _ref.export_qonnx
 
 INT32_MAX = 2 ** 31 - 1
 CASES = {"tiny": 800, "limuse_k32": 1600}  # samples of the bit-exactness input

@@ -19,7 +19,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionErro
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(prog="limuse-edge", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="limuse-edge", description="LiMuSE toolchain: build corpora, train, evaluate, profile.")
     sub = parser.add_subparsers(dest="command", required=True)
     # Only the chosen command's module is imported: the others may pull in torch and brevitas.
     chosen = argv[0] if argv and argv[0] in COMMANDS else None
