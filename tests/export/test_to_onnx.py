@@ -1,0 +1,127 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from limuse_export import onnx_export, ort_check, parity
+from limuse_export.prepare import example_inputs, exportable
+
+LENGTHS = (4000, 5000)  # as in conftest.py: the context codec pads these differently
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _inputs(model, n, seed):
+    return {k: v.numpy() for k, v in example_inputs(model, n, seed=seed).items()}
+
+
+def test_contract_names_dynamic_axes_and_no_initializer_inputs(tiny_onnx):
+    for kind, path in tiny_onnx.items():
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model, full_check=True)
+        assert model.opset_import[0].version == onnx_export.OPSET
+        inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+        assert inputs == {"mixture": ["batch", 2, "samples"], "voiceprint": ["batch", 512],
+                          "visual": ["batch", "frames", 256]}, kind
+        assert [o.name for o in model.graph.output] == ["target"]
+        assert ort_check.initializers_as_inputs(model) == []
+
+
+def test_ort_fuses_quantized_layers_into_integer_kernels(tiny_onnx):
+    ops = ort_check.optimized_op_counts(tiny_onnx["int8"])
+    summary = ort_check.kernel_summary(ops)
+    assert summary["integer"].get("QLinearConv", 0) >= 1
+    assert sum(v for k, v in summary["integer"].items() if k.startswith(("MatMulInteger", "QLinearMatMul", "QGemm"))) >= 1
+    # Only the float decoder may keep a float weight op.
+    assert summary["float_weight_ops"] == {"ConvTranspose": 1}
+
+
+@pytest.mark.parametrize("n_samples", LENGTHS)
+def test_int8_ort_matches_brevitas_at_two_lengths(tiny_quantized, tiny_onnx, n_samples):
+    quantized, _ = tiny_quantized
+    session = ort_check.session(tiny_onnx["int8"])
+    rng = np.random.default_rng(n_samples)
+    for seed in range(2):
+        x = _inputs(quantized, n_samples, seed=10 + seed)
+        with torch.no_grad():
+            reference = quantized(**{k: torch.from_numpy(v) for k, v in x.items()}).numpy()
+        out = ort_check.run(session, x)
+        assert out.shape == (1, n_samples)
+        target = reference[0] + 0.3 * rng.standard_normal(n_samples)
+        result = parity.compare(reference[0], out[0], target)
+        assert result["si_sdr_diff_db"] <= parity.SI_SDR_TOLERANCE_DB, result
+        assert result["max_abs"] <= 0.05 * result["peak"], result
+
+
+def test_float_ort_matches_torch_and_batches(tiny_quantized, tiny_onnx):
+    _, floating = tiny_quantized
+    session = ort_check.session(tiny_onnx["float"])
+    x = {k: np.concatenate([v, v[:, ::-1].copy() if k == "mixture" else v]) for k, v in
+         _inputs(floating, LENGTHS[1], seed=3).items()}
+    with torch.no_grad():
+        reference = floating(**{k: torch.from_numpy(v) for k, v in x.items()}).numpy()
+    out = ort_check.run(session, x)
+    assert out.shape == (2, LENGTHS[1])
+    assert np.abs(out - reference).max() <= 1e-4 * np.abs(reference).max()
+
+
+def test_export_is_deterministic(tiny_quantized, tiny_onnx):
+    quantized, _ = tiny_quantized
+    again = onnx_export.export_qcdq(exportable(quantized), example_inputs(quantized, LENGTHS[0]))
+    assert again.SerializeToString() == onnx.load(str(tiny_onnx["int8"])).SerializeToString()
+
+
+def test_pipeline_report_and_qonnx_executor_parity(micro_report):
+    report, out = micro_report
+    saved = json.loads((out / "export_report.json").read_text())
+    assert set(saved["files"]) == {"micro.qonnx.onnx", "micro.int8.onnx", "micro.float.onnx"}
+    for name, size in saved["files"].items():
+        assert (out / name).stat().st_size == size
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert saved["ort_optimized_ops"].get("QLinearConv", 0) >= 1
+    qonnx_model = onnx.load(str(out / "micro.qonnx.onnx"))
+    assert any(n.op_type == "Quant" for n in qonnx_model.graph.node)
+    p = saved["parity"]
+    assert p["qonnx_vs_brevitas_max_abs"] <= 1e-3 * max(r["qonnx_vs_brevitas"]["peak"] for r in saved["parity_per_utterance"] if "qonnx_vs_brevitas" in r)
+    assert p["ort_vs_brevitas_si_sdr_db"] <= parity.SI_SDR_TOLERANCE_DB
+    assert "ort_vs_brevitas_max_abs" in p
+    # the QONNX file is static: only the utterances of the first length ran through it
+    assert sum("qonnx_vs_brevitas" in r for r in saved["parity_per_utterance"]) == 2
+
+
+def test_model_without_a_cue_has_no_such_input(tmp_path):
+    from limuse_edge.checkpoint import build_model
+    from limuse_edge.config import get_preset
+    model = build_model(get_preset("tiny").replace(cues=("visual",)), "float").eval()
+    proto = onnx_export.export_float(exportable(model), example_inputs(model, 3000))
+    assert [i.name for i in proto.graph.input] == ["mixture", "visual"]
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, str(ROOT / "export" / "to_onnx.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("case", ["unknown_preset", "missing_checkpoint", "corrupt_checkpoint", "out_is_a_file",
+                                  "unknown_recipe"])
+def test_bad_input_one_line_error_nonzero_exit_no_onnx(case, tmp_path):
+    out = tmp_path / "build"
+    args = {"unknown_preset": ["--preset", "nope"],
+            "unknown_recipe": ["--preset", "tiny", "--recipe", "w9a8"],
+            "missing_checkpoint": ["--checkpoint", tmp_path / "missing.pt"],
+            "corrupt_checkpoint": ["--checkpoint", tmp_path / "corrupt.pt"],
+            "out_is_a_file": ["--preset", "tiny"]}[case]
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    if case == "out_is_a_file":
+        out = tmp_path / "a_file"
+        out.write_text("x")
+    result = _cli(*args, "--out", out)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("to_onnx: error:"), result.stderr
+    assert not list(tmp_path.rglob("*.onnx"))
