@@ -11,6 +11,7 @@ COMMANDS = {
     "make-corpus": ("limuse_edge.data.cli", "build an offline multi-cue corpus in the MC_Grid layout"),
     "train": ("limuse_edge.train.cli", "train a model (float or QAT) from a YAML config"),
     "evaluate": ("limuse_edge.evaluate_cli", "SI-SDR / SDR / SDRi of a checkpoint on a corpus split"),
+    "export": ("limuse_export.to_onnx", "QONNX, int8 (QCDQ) and float ONNX with a parity report"),
 }
 
 # Errors that bad input raises on purpose: reported on one line, never as a traceback.
