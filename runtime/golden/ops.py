@@ -370,3 +370,39 @@ def conv_transpose(node, inputs, ctx):
     if len(inputs) > 2 and inputs[2] is not None:
         y = y + as_float(inputs[2]).reshape(1, -1, 1)
     return [y]
+
+
+@op("Resize")
+def resize(node, inputs, ctx):
+    """Linear resize along one axis (the visual stream's 25 fps -> frame-rate interpolation), with ONNX's
+    coordinate conventions; weights and sum in float32 like torch's upsample_linear1d."""
+    x = as_float(inputs[0])
+    scales = inputs[2] if len(inputs) > 2 and inputs[2] is not None and np.size(inputs[2]) else None
+    sizes = inputs[3] if len(inputs) > 3 and inputs[3] is not None and np.size(inputs[3]) else None
+    out_shape = _ints(sizes) if sizes is not None else [int(np.floor(d * s)) for d, s in zip(x.shape, np.asarray(scales))]
+    axes = [a for a, (i, o) in enumerate(zip(x.shape, out_shape)) if i != o]
+    mode = node.attrs.get("mode", "nearest")
+    transform = node.attrs.get("coordinate_transformation_mode", "half_pixel")
+    if mode != "linear" or len(axes) > 1 or transform not in ("half_pixel", "pytorch_half_pixel", "align_corners",
+                                                              "asymmetric"):
+        raise GoldenError(f"Resize node {node.name}: mode {mode!r}, {transform!r} on axes {axes}; only linear "
+                          f"resizing of one axis is supported")
+    if not axes:
+        return [x]
+    axis, n_in, n_out = axes[0], x.shape[axes[0]], out_shape[axes[0]]
+    scale = np.float32(n_in) / np.float32(n_out)  # torch: input_size / output_size in float
+    i = np.arange(n_out, dtype=np.float32)
+    if transform == "align_corners":
+        src = i * (np.float32(n_in - 1) / np.float32(max(n_out - 1, 1)))
+    elif transform == "asymmetric":
+        src = i * scale
+    else:
+        src = np.maximum((i + np.float32(0.5)) * scale - np.float32(0.5), np.float32(0))
+    lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    w_hi = (src - lo.astype(np.float32)).astype(np.float32)
+    w_lo = np.float32(1) - w_hi
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return [(np.take(x, lo, axis=axis) * w_lo.reshape(shape) + np.take(x, hi, axis=axis) * w_hi.reshape(shape))
+            .astype(np.float32)]
