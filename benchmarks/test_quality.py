@@ -14,7 +14,7 @@ from limuse_edge.data.build import build_corpus
 from limuse_edge.evaluate import evaluate
 from limuse_edge.pretrained import available, from_pretrained, pretrained_info
 
-N_UTTERANCES = 60
+N_UTTERANCES = 24
 SEED = 9001
 PAPER = {"float": {"si_sdr": 21.75, "sdr": 22.61, "sdri": 22.40}, "w3a8": {"si_sdr": 15.53, "sdr": 16.67, "sdri": 16.46}}
 
