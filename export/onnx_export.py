@@ -13,6 +13,7 @@ Opset 17 throughout.
 """
 from __future__ import annotations
 
+import copy
 import tempfile
 import warnings
 from pathlib import Path
@@ -75,7 +76,22 @@ def export_qonnx(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx
     def export(m, args, path, **kw):
         brevitas_export_qonnx(m, args=args, export_path=path, keep_initializers_as_inputs=False, **kw)
     raw = _via_file(export, module, inputs, **_kwargs(module, dynamic=False))
-    return cleanup_model(ModelWrapper(raw)).model
+    cleaned = cleanup_model(ModelWrapper(raw)).model
+    return restore_io_names(cleaned, [i.name for i in raw.graph.input], [o.name for o in raw.graph.output])
+
+
+def restore_io_names(model: onnx.ModelProto, inputs: list[str], outputs: list[str]) -> onnx.ModelProto:
+    """qonnx's cleanup renames the graph inputs and outputs (global_in, global_out, ...); give them back
+    the contract's names, in order."""
+    model = copy.deepcopy(model)
+    graph = model.graph
+    renames = {v.name: new for v, new in zip(list(graph.input) + list(graph.output), inputs + outputs)}
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        value.name = renames.get(value.name, value.name)
+    for node in graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    return model
 
 
 def _require_quantized(module: OnnxInterface, what: str) -> None:

@@ -21,6 +21,9 @@ def compare(reference: np.ndarray, candidate: np.ndarray, target: np.ndarray) ->
     reference, candidate = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
     if reference.shape != candidate.shape:
         raise ValueError(f"parity: output shapes differ, {reference.shape} vs {candidate.shape}")
+    # One utterance: a batch-of-one output (1, S) is scored against its (S,) target.
+    reference, candidate = reference.reshape(-1), candidate.reshape(-1)
+    target = np.asarray(target, np.float64).reshape(-1)
     ref_db, cand_db = float(si_sdr(reference, target)), float(si_sdr(candidate, target))
     return {"max_abs": float(np.abs(reference - candidate).max()),
             "peak": float(np.abs(reference).max()),
