@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from limuse_edge.io import atomic_write_text
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"  # <somewhere>/main beside <somewhere>/shared
@@ -19,18 +19,6 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class Results:
     def __init__(self, directory: Path):
         self.directory = directory
@@ -40,8 +28,8 @@ class Results:
     def write(self, name: str, data: dict, markdown: str) -> tuple[Path, Path]:
         """Write <name>.json and <name>.md and print the markdown (shown with pytest -s)."""
         json_path, md_path = self.directory / f"{name}.json", self.directory / f"{name}.md"
-        write_text_atomic(json_path, json.dumps(data, indent=2) + "\n")
-        write_text_atomic(md_path, markdown)
+        atomic_write_text(json_path, json.dumps(data, indent=2) + "\n")
+        atomic_write_text(md_path, markdown)
         print(f"\n{markdown}\n(written to {json_path} and {md_path})")
         return json_path, md_path
 

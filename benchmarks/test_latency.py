@@ -18,13 +18,14 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from limuse_edge.io import atomic_write_text
 
 PRESET = "limuse_k32"
 INPUT_SECONDS = 3.0
@@ -144,8 +145,8 @@ def test_latency(tmp_path):
                        "speedup": best["speedup_vs_torch_float"],
                        "met": best["rtf"] <= GOAL_RTF and best["speedup_vs_torch_float"] >= GOAL_SPEEDUP},
               "machine": {"cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}}
-    _write_atomic(RESULTS / "latency.json", json.dumps(report, indent=2) + "\n")
-    _write_atomic(RESULTS / "latency.md", markdown(report))
+    atomic_write_text(RESULTS / "latency.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(RESULTS / "latency.md", markdown(report))
     print(markdown(report))
 
     assert {(r["backend"], r["threads"]) for r in rows} >= {(b, t) for t in THREADS for b in
@@ -200,10 +201,3 @@ def markdown(report: dict) -> str:
     lines.append(f"| total | {sum(before.values()):.4f} | {sum(after.values()):.4f} |")
     return "\n".join(lines) + "\n"
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from limuse_edge.config import PRESETS, SAMPLE_RATE, get_preset
+from limuse_edge.io import atomic_write_text
 from limuse_edge.quant import get_recipe
 
 
@@ -36,16 +35,6 @@ def run(args) -> int:
     profile = profile_preset(args.preset, args.recipe, args.samples)
     print(format_profile(profile))
     if args.json is not None:
-        _write_atomic(args.json, json.dumps(profile.to_dict(), indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(profile.to_dict(), indent=2) + "\n")
     return 0
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
