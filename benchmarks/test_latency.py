@@ -5,10 +5,10 @@ export/optimize.py.
     pytest benchmarks/test_latency.py -s          # writes benchmarks/results/latency.{json,md}
 
 Backends: eager PyTorch float; eager PyTorch W3A8 (Brevitas, in its quant_inference_mode); ORT float
-and ORT int8 as exported; ORT int8 after export/optimize.py ("int8-opt"); the golden engine when it and a
-QONNX export are available. Each figure is the median of RUNS runs after one warm-up. Models carry
-random (calibrated) weights: latency does not depend on their values. The machine is shared, so only
-ratios within one run are meaningful.
+(as the export pipeline writes it); ORT int8 as Brevitas writes it ("int8") and after the pipeline's
+graph steps ("int8-opt", what `python export/to_onnx.py` writes); the golden engine when it and a QONNX
+export are available. Models: the bundled limuse_k32_float and limuse_k32_w3a8. Each figure is the
+median of RUNS runs after one warm-up. Only ratios within one run are meaningful on a shared machine.
 """
 from __future__ import annotations
 
@@ -39,42 +39,43 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "limuse_edge" / "benchmark_models"
 
 
-def _exporting():
-    """The project's exporter once committed; until then the same contract from the runtime's tests."""
-    spec = importlib.util.spec_from_file_location("onnx_fixtures", ROOT / "tests" / "runtime" / "onnx_fixtures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _source_key() -> str:
+    """Cache key: the model, quantizer and exporter sources plus the bundled checkpoints."""
     import hashlib
     digest = hashlib.sha256()
-    for path in sorted([*(ROOT / "limuse_edge" / "model").glob("*.py"), ROOT / "limuse_edge" / "quant.py",
-                        ROOT / "limuse_edge" / "config.py", ROOT / "tests" / "runtime" / "onnx_fixtures.py"]):
+    paths = [*(ROOT / "limuse_edge" / "model").glob("*.py"), ROOT / "limuse_edge" / "quant.py",
+             ROOT / "limuse_edge" / "config.py", *(ROOT / "export").glob("*.py"),
+             *(ROOT / "limuse_edge" / "pretrained").glob("*.pt")]
+    for path in sorted(paths):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def prepare_models():
-    """{"float": torch model, "w3a8": torch model}, {"float": onnx path, "int8": ..., "int8-opt": ...}."""
+    """The bundled models: {"float": torch, "w3a8": torch}, and their ONNX files exported by the project's
+    exporter: {"float", "int8" (as Brevitas writes it), "int8-opt" (after the pipeline's GRAPH_STEPS)}."""
     import onnx
+    import torch
 
-    from limuse_export.optimize import optimize
-    fixtures = _exporting()
-    torch_models = {recipe: fixtures.build_calibrated(PRESET, recipe) for recipe in ("float", "w3a8")}
+    from limuse_edge.pretrained import from_pretrained
+    from limuse_export import onnx_export
+    from limuse_export.pipeline import GRAPH_STEPS, apply_steps
+    from limuse_export.prepare import example_inputs, exportable
+    from limuse_export.save import save_onnx
+
+    torch_models = {"float": from_pretrained(f"{PRESET}_float").eval(), "w3a8": from_pretrained(f"{PRESET}_w3a8").eval()}
     folder = CACHE / f"{PRESET}-{_source_key()}"
     folder.mkdir(parents=True, exist_ok=True)
+    example = example_inputs(torch_models["float"], int(INPUT_SECONDS * 16000))
+    jobs = {"float": (torch_models["float"], onnx_export.export_float, GRAPH_STEPS),
+            "int8": (torch_models["w3a8"], onnx_export.export_qcdq, ()),
+            "int8-opt": (torch_models["w3a8"], onnx_export.export_qcdq, GRAPH_STEPS)}
     paths = {}
-    for recipe, kind in (("float", "float"), ("w3a8", "int8")):
+    for kind, (model, export, steps) in jobs.items():
         path = folder / f"{PRESET}.{kind}.onnx"
-        if not path.exists():  # the K=32 QCDQ export takes minutes; cached per model-source hash
-            tmp = path.with_suffix(".tmp.onnx")
-            fixtures.export(torch_models[recipe], tmp)
-            os.replace(tmp, path)
+        if not path.exists():  # the K=32 exports take minutes; cached per source hash
+            save_onnx(apply_steps(export(exportable(model), example), steps), path)
         paths[kind] = path
-    paths["int8-opt"] = folder / f"{PRESET}.int8-opt.onnx"
-    onnx.save(optimize(onnx.load(str(paths["int8"]))), str(paths["int8-opt"]))
     return torch_models, paths
 
 

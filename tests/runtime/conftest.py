@@ -5,26 +5,36 @@ import pytest
 import soundfile as sf
 import torch
 
-from onnx_fixtures import build_calibrated, export
+from limuse_edge.checkpoint import build_model
+from limuse_edge.config import PRESETS
+from limuse_export import onnx_export
+from limuse_export.pipeline import GRAPH_STEPS, apply_steps
+from limuse_export.prepare import example_inputs, exportable
+from limuse_export.save import save_onnx
 
 
-@pytest.fixture(scope="session")
-def tiny_model():
+def export_float(model, path):
+    """`model` as the export pipeline writes its float file."""
+    proto = onnx_export.export_float(exportable(model), example_inputs(model, 16000))
+    save_onnx(apply_steps(proto, GRAPH_STEPS), path)
+    return path
+
+
+def untrained(config):
     torch.set_num_threads(1)
-    return build_calibrated("tiny", "float")
+    torch.manual_seed(0)
+    return build_model(config, "float").eval()
 
 
 @pytest.fixture(scope="session")
-def tiny_float_onnx(tmp_path_factory, tiny_model):
-    return export(tiny_model, tmp_path_factory.mktemp("onnx") / "tiny.float.onnx")
+def tiny_float_onnx(tmp_path_factory):
+    return export_float(untrained("tiny"), tmp_path_factory.mktemp("onnx") / "tiny.float.onnx")
 
 
 @pytest.fixture(scope="session")
 def tiny_no_vp_onnx(tmp_path_factory):
-    torch.set_num_threads(1)
-    from limuse_edge.config import PRESETS
-    model = build_calibrated(PRESETS["tiny"].replace(cues=("visual",)), "float")
-    return export(model, tmp_path_factory.mktemp("onnx") / "tiny_no_vp.float.onnx")
+    model = untrained(PRESETS["tiny"].replace(cues=("visual",)))
+    return export_float(model, tmp_path_factory.mktemp("onnx") / "tiny_no_vp.float.onnx")
 
 
 def write_wav(path, samples: np.ndarray, rate: int = 16000, subtype: str = "FLOAT"):
