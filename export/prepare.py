@@ -12,6 +12,7 @@ import copy
 import torch
 import torch.nn as nn
 
+from limuse_edge import quant
 from limuse_edge.config import SAMPLE_RATE, VISUAL_DIM, VOICEPRINT_DIM
 from limuse_edge.model import LiMuSE
 from limuse_edge.model.blocks import NORM_EPS, GroupNormChannelsLast
@@ -68,11 +69,6 @@ def calibrate(model: LiMuSE, batches: list[dict[str, torch.Tensor]]) -> LiMuSE:
     """A copy whose activation quantizers are calibrated on `batches` (for untrained quantized models:
     without it Brevitas would export scales that were never fitted). Float models come back unchanged."""
     model = copy.deepcopy(model).eval()
-    if not model.recipe.quantized:
-        return model
-    from brevitas.graph.calibrate import calibration_mode
-    with torch.no_grad():
-        with calibration_mode(model):
-            for batch in batches:
-                model(**batch)
+    if model.recipe.quantized:
+        quant.calibrate(model, batches)
     return model

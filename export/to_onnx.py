@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, KeyError)
+from limuse_edge.cli import USER_ERRORS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

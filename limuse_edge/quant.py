@@ -125,3 +125,13 @@ def _quantizers(per_channel: bool, power_of_two: bool, learned: bool):
     if learned:
         weight = weight.let(scaling_impl_type=ScalingImplType.PARAMETER_FROM_STATS)
     return weight, act
+
+
+def calibrate(model: nn.Module, batches) -> None:
+    """Fit the activation quantizers of `model` (in place) on `batches`, each a dict of its keyword inputs.
+    Untrained quantizers would otherwise export scales that were never fitted."""
+    import torch
+    from brevitas.graph.calibrate import calibration_mode
+    with torch.no_grad(), calibration_mode(model):
+        for batch in batches:
+            model(**batch)

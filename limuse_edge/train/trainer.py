@@ -1,6 +1,7 @@
 """The training loop: float pretraining and Brevitas QAT share it; the recipe makes the difference."""
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -10,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from limuse_edge import quant
 from limuse_edge.checkpoint import read_checkpoint, load_checkpoint, load_state, save_checkpoint
 from limuse_edge.config import SAMPLE_RATE, get_preset
 from limuse_edge.model import LiMuSE
@@ -25,13 +27,10 @@ def model_inputs(model: LiMuSE, batch: dict, device) -> tuple:
 
 
 def calibrate(model: LiMuSE, loader, n_batches: int, device) -> None:
-    """Initialise the activation quantizers from the statistics of a few real batches."""
-    from brevitas.graph.calibrate import calibration_mode
-    with torch.no_grad(), calibration_mode(model):
-        for i, batch in enumerate(loader):
-            if i >= n_batches:
-                break
-            model(*model_inputs(model, batch, device))
+    """Initialise the activation quantizers from the statistics of the first `n_batches` real batches."""
+    names = ("mixture", "voiceprint", "visual")
+    batches = (dict(zip(names, model_inputs(model, batch, device))) for batch in itertools.islice(loader, n_batches))
+    quant.calibrate(model, batches)
 
 
 @torch.no_grad()
