@@ -86,8 +86,9 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
     timings, files, protos = {}, {}, {}
     jobs = [("float", source.float, onnx_export.export_float, steps)]
     if quantized is not None:
-        jobs = [("qonnx", quantized, onnx_export.export_qonnx, ()),
-                ("int8", quantized, onnx_export.export_qcdq, steps)] + jobs
+        # The onnxruntime files first: the QONNX cleanup is the slow part and should not hold them up.
+        jobs = [("int8", quantized, onnx_export.export_qcdq, steps)] + jobs + [
+            ("qonnx", quantized, onnx_export.export_qonnx, ())]
     for kind, model, export, graph_steps in jobs:
         start = time.perf_counter()
         proto = apply_steps(export(exportable(model), example), graph_steps)
