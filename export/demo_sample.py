@@ -36,6 +36,14 @@ class Utterance:
             inputs["visual"] = self.visual[None]
         return inputs
 
+    def head(self, n_samples: int) -> "Utterance":
+        """The first `n_samples` samples and their video frames (25 fps, rounded up)."""
+        if n_samples > self.target.shape[-1]:
+            raise ValueError(f"{self.name}: {self.target.shape[-1]} samples; cannot take the first {n_samples}")
+        frames = -(-n_samples * 25 // 16000)
+        return Utterance(f"{self.name}[:{n_samples}]", self.mixture[:, :n_samples], self.target[:n_samples],
+                         self.voiceprint, self.visual[:frames], self.info)
+
 
 def _audio(path: Path) -> np.ndarray:
     data, rate = sf.read(str(path), dtype="float32", always_2d=True)
