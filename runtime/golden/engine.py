@@ -93,11 +93,29 @@ class GoldenEngine:
         if not self.layers:
             raise GoldenError(f"model: {self.path!r} has no quantized conv/linear layer; expected a QONNX export "
                               f"of a quantized (e.g. w3a8-po2) model")
+        self._check_quant_nodes()
         self._tables: dict = {}
         self._last_use = {}
         for i, node in enumerate(self.graph.nodes):
             for name in node.inputs:
                 self._last_use[name] = i
+
+    def _check_quant_nodes(self) -> None:
+        """Every activation quantizer left in the graph (the integer layers absorbed the others) must be
+        power-of-two, zero-point-free and round half to even: refused at load, not half-way through a run."""
+        constants = self.graph.constants
+        for node in self.graph.nodes:
+            if node.op != "Quant":
+                continue
+            where = f"Quant node {node.name}"
+            if node.attrs.get("rounding_mode", "ROUND") != "ROUND":
+                raise GoldenError(f"{where}: rounding mode {node.attrs['rounding_mode']!r}; expected ROUND "
+                                  f"(half to even), the mode Brevitas uses for these quantizers")
+            scale, zero_point = (constants.get(name) for name in node.inputs[1:3])
+            if scale is not None:
+                fp.po2_exponent(_codes_or_value(scale), where)
+            if zero_point is not None and np.any(_codes_or_value(zero_point) != 0):
+                raise GoldenError(f"{where}: non-zero zero point; expected symmetric quantization")
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -155,6 +173,10 @@ class GoldenEngine:
         if shape is None:
             return "(any shape)"
         return "(" + ", ".join("?" if not d else str(d) for d in shape) + ")"
+
+
+def _codes_or_value(value):
+    return value.dequantize() if isinstance(value, QTensor) else np.asarray(value)
 
 
 def ops_as_float(value):

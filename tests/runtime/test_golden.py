@@ -1,16 +1,21 @@
-"""Golden engine against Brevitas on the `tiny` preset with the w3a8-po2 recipe: every integer layer's
-codes, fed Brevitas's input codes, equal Brevitas's output codes; end to end, every quantized tensor
-equals Brevitas's and the waveform matches within float rounding. (limuse_k32: benchmarks/test_golden.py.)
+"""Golden engine against Brevitas on the `tiny` preset with the w3a8-po2 recipe, exported by the project's
+QONNX exporter (limuse_export.onnx_export.export_qonnx): every integer layer's codes, fed Brevitas's input
+codes, equal Brevitas's output codes; end to end, every quantized tensor equals Brevitas's and the waveform
+matches within float rounding. Bad models (non-power-of-two scales, an int32 overflow) are refused with
+errors naming the node or layer. (limuse_k32: benchmarks/test_golden.py, which reuses these helpers.)
 """
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 
-from limuse_runtime.golden import GoldenEngine, QTensor, Trace
+from limuse_runtime.golden import GoldenEngine, GoldenError, QTensor, Trace
 
 SAMPLES, VIDEO_FRAMES = 800, 10
+INPUT_NAMES = ("mixture", "voiceprint", "visual")
 
 
 def calibrated_po2_model(preset: str, recipe: str = "w3a8-po2", passes: int = 3, samples: int = SAMPLES,
@@ -23,35 +28,59 @@ def calibrated_po2_model(preset: str, recipe: str = "w3a8-po2", passes: int = 3,
     model = build_model(preset, recipe).eval()
     with torch.no_grad(), calibration_mode(model):
         for seed in range(passes):
-            model(*example_inputs(model, samples, video_frames, seed=100 + seed))
+            model(**example_inputs(model, samples, video_frames, seed=100 + seed))
     return model.eval()
 
 
-def example_inputs(model, samples: int = SAMPLES, video_frames: int = VIDEO_FRAMES, seed: int = 0):
+def example_inputs(model, samples: int = SAMPLES, video_frames: int = VIDEO_FRAMES, seed: int = 0) -> dict:
+    """{input name: tensor}, batch 1, in the ONNX contract's names."""
     g = torch.Generator().manual_seed(seed)
-    return (0.3 * torch.randn(1, model.config.mic_channels, samples, generator=g),
-            torch.randn(1, 512, generator=g), torch.randn(1, video_frames, 256, generator=g))
+    return {"mixture": 0.3 * torch.randn(1, model.config.mic_channels, samples, generator=g),
+            "voiceprint": torch.randn(1, 512, generator=g), "visual": torch.randn(1, video_frames, 256, generator=g)}
 
 
-def export_qonnx(model, args, path):
-    """Brevitas's own QONNX export (stands in for limuse_export until its API lands)."""
-    import warnings
-
-    from brevitas.export import export_qonnx as brevitas_export_qonnx
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        brevitas_export_qonnx(model, args=args, export_path=str(path), input_names=["mixture", "voiceprint", "visual"],
-                              output_names=["target"])
+def export_qonnx(model, inputs: dict, path):
+    """The project's QONNX export (fixed shape of `inputs`, qonnx-cleaned), written to `path`."""
+    from limuse_export.onnx_export import export_qonnx as project_export_qonnx
+    from limuse_export.prepare import exportable
+    from limuse_export.save import save_onnx
+    save_onnx(project_export_qonnx(exportable(model), inputs), path)
     return path
 
 
-def brevitas_codes(model, args) -> tuple[dict, np.ndarray]:
+def _weight_key(codes: np.ndarray) -> tuple:
+    return codes.shape, np.ascontiguousarray(codes, dtype=np.int64).tobytes()
+
+
+def layer_names(engine: GoldenEngine, model) -> dict[str, str]:
+    """{engine layer name: Brevitas module name}. qonnx's cleanup renames every node and initializer, so
+    the layers are matched by their integer weight codes (engine linear weights are (C_in, C_out))."""
+    from limuse_edge.quant import is_quant_layer
+    modules: dict = {}
+    for name, module in model.named_modules():
+        if is_quant_layer(module):
+            with torch.no_grad():
+                modules.setdefault(_weight_key(module.quant_weight().int().numpy()), []).append(name)
+    names = {}
+    for layer in engine.layers:
+        codes = layer.weight.codes.T if layer.kind == "linear" else layer.weight.codes
+        found = modules.get(_weight_key(codes), [])
+        if len(found) != 1:
+            raise AssertionError(f"engine layer {layer.name}: {len(found)} Brevitas layers have its weight codes "
+                                 f"({found}); expected exactly one")
+        names[layer.name] = found[0]
+    if len(set(names.values())) != len(names):
+        raise AssertionError("two engine layers matched the same Brevitas layer")
+    return names
+
+
+def brevitas_codes(model, inputs: dict) -> tuple[dict, np.ndarray]:
     """{layer name: {"in"|"out": (int codes, exponent)}} from the quantizer proxies, and the waveform."""
     from limuse_edge.quant import is_quant_layer
     captured, handles = {}, []
 
     def hook(name, key):
-        def record(module, inputs, output):
+        def record(module, args, output):
             captured.setdefault(name, {})[key] = (output.int().numpy().astype(np.int64),
                                                   int(np.log2(float(output.scale))))
         return record
@@ -62,22 +91,27 @@ def brevitas_codes(model, args) -> tuple[dict, np.ndarray]:
             handles.append(module.output_quant.register_forward_hook(hook(name, "out")))
     try:
         with torch.no_grad():
-            waveform = model(*args).numpy()
+            waveform = model(**inputs).numpy()
     finally:
         for h in handles:
             h.remove()
     return captured, waveform
 
 
-def compare_codes(engine: GoldenEngine, inputs: dict, reference: dict) -> dict:
-    """End-to-end and teacher-forced code comparison of every integer layer, as counts."""
+def numpy_inputs(inputs: dict) -> dict:
+    return {name: value.numpy() for name, value in inputs.items()}
+
+
+def compare_codes(engine: GoldenEngine, inputs: dict, reference: dict, names: dict) -> dict:
+    """End-to-end and teacher-forced code comparison of every integer layer, as counts. `reference` is keyed
+    by Brevitas module name, `names` maps engine layer names to those (layer_names)."""
     trace = Trace()
     outputs = engine.run(inputs, trace)
     stats = {"layers": len(trace.records), "tensors": 0, "values": 0, "mismatches": 0,
              "teacher_forced_values": 0, "teacher_forced_mismatches": 0, "exponent_mismatches": 0,
              "max_accumulator": trace.max_accumulator, "mismatched_layers": []}
     for record in trace.records:
-        ref = reference[record.layer.name]
+        ref = reference[names[record.layer.name]]
         layer_mismatch = 0
         for key, got in (("in", record.input), ("out", record.output)):
             codes, exponent = ref[key]
@@ -87,7 +121,7 @@ def compare_codes(engine: GoldenEngine, inputs: dict, reference: dict) -> dict:
             layer_mismatch += int(np.count_nonzero(got.codes != codes)) if got.codes.shape == codes.shape else codes.size
         stats["mismatches"] += layer_mismatch
         if layer_mismatch:
-            stats["mismatched_layers"].append(record.layer.name)
+            stats["mismatched_layers"].append(names[record.layer.name])
         forced, _, _ = record.layer.forward(QTensor(ref["in"][0], ref["in"][1], 8))
         stats["teacher_forced_values"] += forced.codes.size
         stats["teacher_forced_mismatches"] += int(np.count_nonzero(forced.codes != ref["out"][0]))
@@ -99,24 +133,24 @@ def compare_codes(engine: GoldenEngine, inputs: dict, reference: dict) -> dict:
 def tiny_po2(tmp_path_factory):
     torch.set_num_threads(1)
     model = calibrated_po2_model("tiny")
-    args = example_inputs(model, seed=1)
-    path = export_qonnx(model, args, tmp_path_factory.mktemp("golden") / "tiny.qonnx.onnx")
-    reference, waveform = brevitas_codes(model, args)
-    inputs = {"mixture": args[0].numpy(), "voiceprint": args[1].numpy(), "visual": args[2].numpy()}
-    return model, GoldenEngine(path), inputs, reference, waveform
+    inputs = example_inputs(model, seed=1)
+    path = export_qonnx(model, inputs, tmp_path_factory.mktemp("golden") / "tiny.qonnx.onnx")
+    reference, waveform = brevitas_codes(model, inputs)
+    engine = GoldenEngine(path)
+    return model, engine, numpy_inputs(inputs), reference, waveform, layer_names(engine, model), path
 
 
 def test_engine_has_one_integer_layer_per_quantized_module(tiny_po2):
-    model, engine, _, reference, _ = tiny_po2
+    model, engine, _, reference, _, names, _ = tiny_po2
     assert len(engine.layers) == len(reference) == 76
-    assert {layer.name for layer in engine.layers} == set(reference)
+    assert set(names.values()) == set(reference)  # a bijection, matched by weight codes
     assert all(np.abs(layer.weight.codes).max() <= 3 for layer in engine.layers)  # 3-bit narrow weights
     assert all(layer.bias.bits == 32 and layer.output.bits == 8 for layer in engine.layers)
 
 
 def test_every_quantized_tensor_equals_brevitas(tiny_po2):
-    _, engine, inputs, reference, waveform = tiny_po2
-    stats = compare_codes(engine, inputs, reference)
+    _, engine, inputs, reference, waveform, names, _ = tiny_po2
+    stats = compare_codes(engine, inputs, reference, names)
     assert stats["tensors"] == 2 * 76
     assert stats["teacher_forced_mismatches"] == 0
     assert stats["exponent_mismatches"] == 0
@@ -129,9 +163,65 @@ def test_every_quantized_tensor_equals_brevitas(tiny_po2):
 
 
 def test_prelu_runs_as_a_256_entry_table(tiny_po2):
-    _, engine, inputs, _, _ = tiny_po2
+    _, engine, inputs, _, _, _, _ = tiny_po2
     engine.run(inputs)
     assert engine._tables and all(table.shape == (256,) for table in engine._tables.values())
+
+
+# ------------------------------------------------------------------ bad models, made from the real export
+def _initializer(proto, name) -> np.ndarray:
+    return numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == name))
+
+
+def _set_initializer(proto, name, value: np.ndarray) -> None:
+    init = next(t for t in proto.graph.initializer if t.name == name)
+    init.CopyFrom(numpy_helper.from_array(np.asarray(value, numpy_helper.to_array(init).dtype), name))
+
+
+def _producer(proto, tensor):
+    return next(n for n in proto.graph.node if tensor in n.output)
+
+
+def test_non_power_of_two_weight_scale_is_refused_at_load(tiny_po2, tmp_path):
+    """The same export with one weight quantizer's scale multiplied by 0.75, as a float-scale recipe
+    (plain w3a8) would give: a GoldenError at load naming the Quant node and the -po2 remedy."""
+    proto = onnx.load(str(tiny_po2[-1]))
+    conv = next(n for n in proto.graph.node if n.op_type == "Conv")
+    weight_quant = _producer(proto, conv.input[1])
+    scale = weight_quant.input[1]
+    _set_initializer(proto, scale, _initializer(proto, scale) * 0.75)
+    onnx.save(proto, str(tmp_path / "not_po2.onnx"))
+    with pytest.raises(GoldenError, match=rf"Quant node {weight_quant.name}: scale .* is not a power of two.*-po2"):
+        GoldenEngine(tmp_path / "not_po2.onnx")
+
+
+def test_non_power_of_two_activation_scale_is_refused_at_load(tiny_po2, tmp_path):
+    """An activation quantizer that no integer layer absorbs (the first one, on the mixture) with a
+    non-power-of-two scale: refused when the model is loaded, not half-way through a run."""
+    proto = onnx.load(str(tiny_po2[-1]))
+    constants = {t.name for t in proto.graph.initializer}
+    first = next(n for n in proto.graph.node if n.op_type == "Quant" and n.input[0] not in constants)
+    scale = first.input[1]
+    _set_initializer(proto, scale, _initializer(proto, scale) * 1.5)
+    onnx.save(proto, str(tmp_path / "not_po2_act.onnx"))
+    with pytest.raises(GoldenError, match=rf"Quant node {first.name}: scale .* is not a power of two"):
+        GoldenEngine(tmp_path / "not_po2_act.onnx")
+
+
+def test_int32_overflow_in_a_real_layer_is_an_error_naming_it(tiny_po2, tmp_path):
+    """The export with one conv bias raised to int32's limit: the engine stops at that layer, by name."""
+    proto = onnx.load(str(tiny_po2[-1]))
+    conv = next(n for n in proto.graph.node if n.op_type == "Conv" and len(n.input) > 2 and n.input[2])
+    bias_quant = _producer(proto, conv.input[2])
+    scale = float(_initializer(proto, bias_quant.input[1]).ravel()[0])
+    bias = bias_quant.input[0]
+    # 2^31 - 128: the largest int32 code a float32 bias can state exactly; any positive sum then overflows.
+    _set_initializer(proto, bias, np.full_like(_initializer(proto, bias), (2 ** 31 - 128) * scale))
+    onnx.save(proto, str(tmp_path / "overflow.onnx"))
+    engine = GoldenEngine(tmp_path / "overflow.onnx")
+    assert conv.name in {layer.name for layer in engine.layers}
+    with pytest.raises(GoldenError, match=rf"layer {conv.name}: accumulator overflow.*exceeds int32"):
+        engine.run(tiny_po2[2])
 
 
 @pytest.mark.parametrize("frames", [7, 10, 99, 1234])
