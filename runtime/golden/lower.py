@@ -6,6 +6,7 @@ layers.
 2. fuse_integer_layers: each quantized conv/linear of the export,
        Quant(x) -> Conv(x, Quant(W), Quant(b)) -> Quant
        Quant(x) -> MatMul(x, Transpose(Quant(W))) -> Add(Quant(b)) -> Quant
+       Quant(x) -> Gemm(x, Quant(W), Quant(b), transB=1) -> Quant      (2-D linear)
    becomes one IntegerLayer node: int codes x weight codes + int32 bias -> int32 accumulator ->
    shift with round half to even -> output codes.
 """
@@ -191,11 +192,24 @@ def fuse_integer_layers(graph: Graph) -> Graph:
     replaced: dict[str, Node] = {}  # first node of a pattern -> the IntegerLayer node
     dropped: set[str] = set()
     for node in graph.nodes:
-        if node.op not in ("MatMul", "Conv") or not isinstance(consts.get(node.inputs[1]), QTensor):
+        if node.op not in ("MatMul", "Gemm", "Conv") or not isinstance(consts.get(node.inputs[1]), QTensor):
             continue
         weight = consts[node.inputs[1]]
         out, bias, bias_name, chain = node.outputs[0], None, None, []
-        if node.op == "Conv":
+        if node.op == "Gemm":
+            if node.attrs.get("transA", 0) or node.attrs.get("alpha", 1.0) != 1.0 or \
+                    node.attrs.get("beta", 1.0) != 1.0:
+                raise GoldenError(f"Gemm node {node.name}: transA/alpha/beta other than 0/1/1 are not supported")
+            if node.attrs.get("transB", 0):  # (C_out, C_in) -> the engine's (C_in, C_out)
+                exponent = weight.exponent if weight.per_tensor else np.swapaxes(
+                    np.broadcast_to(weight.exponent, weight.codes.shape), 0, 1)
+                weight = QTensor(np.ascontiguousarray(weight.codes.T), exponent, weight.bits, weight.signed,
+                                 weight.narrow)
+            stride, dilation, pads, groups = 1, 1, (0, 0), 1
+            if len(node.inputs) > 2 and node.inputs[2]:
+                bias_name = node.inputs[2]
+                bias = consts.get(bias_name)
+        elif node.op == "Conv":
             stride, dilation, pads, groups = conv_params(node)
             if len(node.inputs) > 2 and node.inputs[2]:
                 bias_name = node.inputs[2]

@@ -211,3 +211,37 @@ def test_engine_runs_without_torch(tmp_path):
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def linear_gemm_model(path, s_in=2.0 ** -4, s_w=2.0 ** -2, s_out=2.0 ** -2):
+    """x (6, 5) -> Quant -> Gemm(x, Quant(W (3, 5)), Quant(b), transB=1) -> Quant: a 2-D linear as the
+    TorchScript exporter writes F.linear on a matrix."""
+    rng = np.random.default_rng(2)
+    weight, bias = rng.integers(-3, 4, (3, 5)) * s_w, np.array([0.5, -0.25, 0.125])
+    nodes, inits = [], [numpy_helper.from_array(weight.astype(np.float32), "w"),
+                        numpy_helper.from_array(bias.astype(np.float32), "b")]
+    for name, x, scale, bits, narrow in (("xq", "x", s_in, 8, 0), ("wq", "w", s_w, 3, 1), ("bq", "b", s_in * s_w, 32, 0)):
+        node, extra = _quant(name, x, scale, bits, narrow)
+        nodes.append(node)
+        inits += extra
+    nodes.append(helper.make_node("Gemm", ["xq", "wq", "bq"], ["acc"], transB=1))
+    node, extra = _quant("y", "acc", s_out, 8)
+    nodes.append(node)
+    inits += extra
+    graph = helper.make_graph(nodes, "gemm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6, 3])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(QONNX_DOMAIN, 1)]),
+              str(path))
+    return path, weight, bias
+
+
+def test_gemm_with_transposed_weight_is_one_integer_layer(tmp_path):
+    s_in, s_w, s_out = 2.0 ** -4, 2.0 ** -2, 2.0 ** -2
+    path, weight, bias = linear_gemm_model(tmp_path / "g.onnx", s_in, s_w, s_out)
+    engine = GoldenEngine(path)
+    assert [layer.kind for layer in engine.layers] == ["linear"] and engine.layers[0].weight.codes.shape == (5, 3)
+    x = (np.random.default_rng(5).integers(-60, 60, (6, 5)) / 16).astype(np.float32)
+    got = engine.run({"x": x})["y"]
+    acc = (np.rint(x / s_in) @ np.rint(weight.T / s_w)) + np.rint(bias / (s_in * s_w))  # in units of s_in * s_w
+    want = np.clip(np.rint(acc * (s_in * s_w / s_out)), -128, 127) * s_out
+    np.testing.assert_array_equal(got, want)
