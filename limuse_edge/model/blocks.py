@@ -29,6 +29,13 @@ class GroupNormChannelsLast(nn.Module):
         return F.layer_norm(x, x.shape[-2:], eps=NORM_EPS) * self.weight + self.bias
 
 
+def per_frame(linear, x: torch.Tensor, *args) -> torch.Tensor:
+    """`linear` (a layer, or F.linear with `args`) on channels-last x (..., features) as one 2-D GEMM.
+    Exported, a 2-D linear is a Gemm that onnxruntime fuses with its bias (float) or into QGemm (QDQ);
+    a 3-D one is a MatMul followed by separate bias-add and requantize passes over a large tensor."""
+    return linear(x.reshape(-1, x.shape[-1]), *args).reshape(*x.shape[:-1], -1)
+
+
 class TAC(nn.Module):
     """Transform-average-concatenate across the K groups, per frame, on (B*K, T, d)."""
 
@@ -45,18 +52,18 @@ class TAC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bk, t, _ = x.shape
-        y = self.transform_act(self.transform(x))
+        y = self.transform_act(per_frame(self.transform, x))
         c = y.shape[2]
-        mean = self.average_act(self.average(y.view(-1, self.groups, t, c).mean(1)))
+        mean = self.average_act(per_frame(self.average, y.view(-1, self.groups, t, c).mean(1)))
         if type(self.concat) is nn.Linear:
             # Exact rewrite of concat(cat[y, mean]): the mean's half of the weight is applied once per
             # frame and broadcast over the groups, instead of once per group after a large concatenation.
             w = self.concat.weight
-            z = F.linear(y, w[:, :c]).view(-1, self.groups, t, w.shape[0])
-            z = (z + F.linear(mean, w[:, c:], self.concat.bias).unsqueeze(1)).view(bk, t, -1)
+            z = per_frame(F.linear, y, w[:, :c]).view(-1, self.groups, t, w.shape[0])
+            z = (z + per_frame(F.linear, mean, w[:, c:], self.concat.bias).unsqueeze(1)).view(bk, t, -1)
         else:  # a quantized layer quantizes its whole input and weight as one tensor each
             mean = mean.unsqueeze(1).expand(-1, self.groups, t, c).reshape(bk, t, c)
-            z = self.concat(torch.cat([y, mean], 2))
+            z = per_frame(self.concat, torch.cat([y, mean], 2))
         return x + self.norm(self.concat_act(z))
 
 
@@ -77,10 +84,10 @@ class DepthwiseSeparableBlock(nn.Module):
         self.project = recipe.linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.expand_norm(self.expand_act(self.expand(x)))
+        y = self.expand_norm(self.expand_act(per_frame(self.expand, x)))
         y = self.depthwise(y.transpose(1, 2)).transpose(1, 2)
         y = self.depthwise_norm(self.depthwise_act(y))
-        return x + self.project(y)
+        return x + per_frame(self.project, y)
 
 
 class GCLayer(nn.Module):
