@@ -3,11 +3,12 @@ it computes. Each is a pure function: onnx.ModelProto in, a new ModelProto out.
 
 Call `optimize(model)` on the exported graph (float or QCDQ) before saving `<name>.*.onnx`.
 
-Why: in onnxruntime's profile of limuse_k32 the quantized convs and matmuls are a minority of the
-time; the float ops between them dominate (PRelu about a fifth, the mean/variance normalisations
-about a sixth). See benchmarks/results/latency.md for the per-op-type table before and after.
+Why: in onnxruntime's profile of limuse_k32 the quantized GEMMs are a minority of the time; the float
+ops between them dominate (PRelu, the mean/variance normalisations), and in the int8 graph TAC's
+concatenation of every group with the broadcast group mean (18 % of the time, with its Expand and
+requantization). See benchmarks/results/latency.md for the per-op-type table before and after.
 
-Parity: prelu_to_leaky_relu is bit-exact. norm_to_instance_norm changes the order of the float sums
+Parity: prelu_to_leaky_relu is bit-exact; split_tac_concat gave bit-identical outputs on tiny and limuse_k32. norm_to_instance_norm changes the order of the float sums
 of the normalisation statistics only (float graph of limuse_k32: max abs difference 1e-5, 120 dB
 SI-SDR). In a QCDQ graph such last-bit differences can flip an 8-bit code now and then, exactly as
 the torch-vs-ORT float differences already do: on the tiny W3A8 model, ORT against Brevitas scored
@@ -106,7 +107,155 @@ def norm_to_instance_norm(model: onnx.ModelProto) -> onnx.ModelProto:
     return _drop_dead_code(model)
 
 
-PASSES = (prelu_to_leaky_relu, norm_to_instance_norm)
+def split_tac_concat(model: onnx.ModelProto) -> onnx.ModelProto:
+    """TAC's quantized concat layer, Gemm(DQ(Q(Concat(y, Expand(m)))), W, b), as two GEMMs on the halves:
+        Gemm(DQ(Q(y)), W[:, :c]) + Gemm(DQ(Q(m)), W[:, c:], b), broadcast over the K groups.
+    y is (B*K, T, c), m the group mean (B, T, c). The concat's input quantizer is per tensor, so each half
+    gets the same codes; the integer sums are the same. The expanded copy of m, the (B*K*T, 2c) concat and
+    its requantization disappear, and m's GEMM runs once per frame instead of once per group. Each GEMM
+    now adds its own float-scaled partial sum: the result agrees to float rounding, not bit for bit."""
+    model = _copy(model)
+    graph = model.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    initializers = {init.name: init for init in graph.initializer}
+
+    def made_by(name, op_type):
+        node = producers.get(name)
+        return node if node is not None and node.op_type == op_type else None
+
+    def only_user(name, op_type):
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and users[0].op_type == op_type else None
+
+    replacements, removed = {}, set()
+    constant = _constant_lookup(graph)
+    for concat in graph.node:
+        if concat.op_type != "Concat" or len(concat.input) != 2:
+            continue
+        flat = next((u for u in consumers.get(concat.output[0], []) if u.op_type == "Reshape"), None)
+        quant = flat and only_user(flat.output[0], "QuantizeLinear")
+        dequant = quant and only_user(quant.output[0], "DequantizeLinear")
+        gemm = dequant and only_user(dequant.output[0], "Gemm")
+        reshape = made_by(concat.input[1], "Reshape")
+        expand = reshape and made_by(reshape.input[0], "Expand")
+        unsqueeze = expand and made_by(expand.input[0], "Unsqueeze")
+        weight_dq = gemm and made_by(gemm.input[1], "DequantizeLinear")
+        weight = weight_dq and _constant_weight(weight_dq.input[0], producers, constant)
+        if not (gemm and unsqueeze and weight is not None):
+            continue
+        axes = constant(unsqueeze.input[1]) if len(unsqueeze.input) > 1 else None
+        concat_axis = helper.get_attribute_value(concat.attribute[0]) if concat.attribute else None
+        if axes is None or np.atleast_1d(axes).tolist() != [1] or concat_axis not in (2, -1):
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in gemm.attribute}
+        if attrs.get("transB") != 1 or attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 \
+                or attrs.get("beta", 1.0) != 1.0 or any(u is not flat and u.op_type != "Shape"
+                                                        for u in consumers[concat.output[0]]):
+            continue
+        c = weight.shape[1] // 2
+        y, mean, tag = concat.input[0], unsqueeze.input[0], concat.name or concat.output[0]
+        k = _add_initializer
+        halves = [k(graph, f"{tag}/weight_y", np.ascontiguousarray(weight[:, :c])),
+                  k(graph, f"{tag}/weight_mean", np.ascontiguousarray(weight[:, c:]))]
+        to_rows = k(graph, f"{tag}/rows", np.array([-1, c], np.int64))
+        out_dim = k(graph, f"{tag}/out_dim", np.array([weight.shape[0]], np.int64))
+        rows_out = k(graph, f"{tag}/rows_out", np.array([-1, weight.shape[0]], np.int64))
+        minus_one, zero, one, two = (k(graph, f"{tag}/const{v}", np.array([v], np.int64)) for v in (-1, 0, 1, 2))
+        double_last = k(graph, f"{tag}/double_last", np.array([1, 1, 2], np.int64))
+        nodes, partial = [helper.make_node("Shape", [y], [f"{tag}/y_shape"], name=f"{tag}/Shape_y")], []
+        for half, source, bias in (("y", y, []), ("mean", mean, list(gemm.input[2:3]))):
+            n = f"{tag}/{half}"
+            nodes += [
+                helper.make_node("Reshape", [source, to_rows], [f"{n}/rows"], name=f"{n}/Reshape"),
+                _like(quant, [f"{n}/rows", *quant.input[1:]], [f"{n}/q"], f"{n}/QuantizeLinear"),
+                _like(dequant, [f"{n}/q", *dequant.input[1:]], [f"{n}/dq"], f"{n}/DequantizeLinear"),
+                _like(weight_dq, [halves[len(partial)], *weight_dq.input[1:]], [f"{n}/w"], f"{n}/weight_DequantizeLinear"),
+                helper.make_node("Gemm", [f"{n}/dq", f"{n}/w", *bias], [f"{n}/gemm"], name=f"{n}/Gemm", transB=1),
+            ]
+            partial.append(f"{n}/gemm")
+        # (B*K*T, D) -> (B, K, T, D) and (B*T, D) -> (B, 1, T, D), from the mean's (B, T, c) shape.
+        nodes += [
+            helper.make_node("Shape", [mean], [f"{tag}/mean_shape"], name=f"{tag}/Shape_mean"),
+            helper.make_node("Slice", [f"{tag}/mean_shape", zero, one], [f"{tag}/batch"], name=f"{tag}/Slice_batch"),
+            helper.make_node("Slice", [f"{tag}/mean_shape", one, two], [f"{tag}/frames"], name=f"{tag}/Slice_frames"),
+            helper.make_node("Concat", [f"{tag}/batch", minus_one, f"{tag}/frames", out_dim], [f"{tag}/groups_shape"],
+                             name=f"{tag}/Concat_groups_shape", axis=0),
+            helper.make_node("Concat", [f"{tag}/batch", one, f"{tag}/frames", out_dim], [f"{tag}/mean_out_shape"],
+                             name=f"{tag}/Concat_mean_shape", axis=0),
+            helper.make_node("Reshape", [partial[0], f"{tag}/groups_shape"], [f"{tag}/y4"], name=f"{tag}/Reshape_y"),
+            helper.make_node("Reshape", [partial[1], f"{tag}/mean_out_shape"], [f"{tag}/mean4"], name=f"{tag}/Reshape_mean"),
+            helper.make_node("Add", [f"{tag}/y4", f"{tag}/mean4"], [f"{tag}/sum"], name=f"{tag}/Add"),
+            helper.make_node("Reshape", [f"{tag}/sum", rows_out], list(gemm.output), name=f"{tag}/Reshape_rows"),
+        ]
+        # Shapes read off the concat now come from y's shape with the last axis doubled.
+        for user in consumers[concat.output[0]]:
+            if user.op_type == "Shape":
+                if user.attribute:  # Shape(start=, end=): not written by this exporter
+                    raise ValueError(f"split_tac_concat: {user.name} slices a shape; not supported")
+                nodes.append(helper.make_node("Mul", [f"{tag}/y_shape", double_last], list(user.output),
+                                              name=f"{user.name}/from_y"))
+                removed.add(id(user))
+        replacements[id(gemm)] = nodes
+        removed.update({id(concat), id(flat), id(quant), id(dequant)})
+    if not replacements:
+        return model
+    new_nodes = []
+    for node in graph.node:
+        if id(node) in replacements:
+            new_nodes.extend(replacements[id(node)])
+        elif id(node) not in removed:
+            new_nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(_topological(new_nodes, {i.name for i in graph.input} | set(initializers) |
+                                   {i.name for i in graph.initializer}))
+    return _drop_dead_code(model)
+
+
+def _constant_weight(name: str, producers: dict, constant):
+    """The integer weight codes under a DequantizeLinear: an initializer, or Brevitas's Clip of one
+    (its narrow low-bit range), evaluated."""
+    value = constant(name)
+    clip = producers.get(name)
+    if value is None and clip is not None and clip.op_type == "Clip":
+        codes, low, high = (constant(i) if i else None for i in list(clip.input) + [""] * (3 - len(clip.input)))
+        if codes is not None:
+            value = np.clip(codes, low if low is not None else codes.min(), high if high is not None else codes.max())
+    return value
+
+
+def _like(node: onnx.NodeProto, inputs: list[str], outputs: list[str], name: str) -> onnx.NodeProto:
+    """A node of the same op type and attributes as `node`, on other tensors."""
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    copy.name = name
+    copy.input[:] = inputs
+    copy.output[:] = outputs
+    return copy
+
+
+def _topological(nodes: list, available: set[str]) -> list:
+    """`nodes` reordered so every node comes after the producers of its inputs (stable otherwise)."""
+    available = set(available) | {""}
+    ordered, pending = [], list(nodes)
+    while pending:
+        waiting = []
+        for node in pending:
+            if all(i in available for i in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                waiting.append(node)
+        if len(waiting) == len(pending):
+            raise ValueError(f"graph has a cycle or a missing input at {waiting[0].name}")
+        pending = waiting
+    return ordered
+
+
+PASSES = (prelu_to_leaky_relu, norm_to_instance_norm, split_tac_concat)
 
 
 def optimize(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -178,4 +327,4 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-__all__ = ["optimize", "prelu_to_leaky_relu", "norm_to_instance_norm", "op_counts", "PASSES"]
+__all__ = ["optimize", "prelu_to_leaky_relu", "norm_to_instance_norm", "split_tac_concat", "op_counts", "PASSES"]

@@ -88,3 +88,31 @@ def test_mean_variance_norm_becomes_one_instance_norm():
 def test_norm_over_other_axes_is_left_alone():
     model = mean_variance_norm_graph(axes=(-1,))
     assert op_counts(norm_to_instance_norm(model)) == op_counts(model)
+
+
+def test_tac_concat_split_into_two_gemms_keeps_the_output(tiny_quantized, tmp_path):
+    from limuse_edge.model.blocks import TAC
+    from limuse_export import onnx_export, ort_check
+    from limuse_export.optimize import split_tac_concat
+    from limuse_export.prepare import example_inputs, exportable
+    from limuse_export.save import save_onnx
+
+    quantized, _ = tiny_quantized
+    tacs = sum(isinstance(m, TAC) for m in quantized.modules())
+    model = onnx_export.export_qcdq(exportable(quantized), example_inputs(quantized, 4000))
+    split = split_tac_concat(model)
+    onnx.checker.check_model(split)
+
+    before, after = op_counts(model), op_counts(split)
+    assert after["Gemm"] == before["Gemm"] + tacs
+    assert after.get("Expand", 0) == before["Expand"] - tacs
+    save_onnx(model, tmp_path / "before.onnx")
+    save_onnx(split, tmp_path / "after.onnx")
+    fused = ort_check.optimized_op_counts(tmp_path / "after.onnx")
+    assert fused.get("QGemm", 0) == ort_check.optimized_op_counts(tmp_path / "before.onnx").get("QGemm", 0) + tacs
+    for n, seed in ((4000, 0), (5000, 1)):  # two lengths: the broadcast shapes are computed, not frozen
+        x = {k: v.numpy() for k, v in example_inputs(quantized, n, seed=seed).items()}
+        reference = ort_check.run(ort_check.session(tmp_path / "before.onnx"), x)
+        # the integer sums are equal; only the float scaling of two partial sums may round differently
+        np.testing.assert_allclose(ort_check.run(ort_check.session(tmp_path / "after.onnx"), x), reference,
+                                   rtol=0, atol=1e-5 * np.abs(reference).max())
