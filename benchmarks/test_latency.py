@@ -6,13 +6,12 @@ export/optimize.py.
 
 Backends: eager PyTorch float; eager PyTorch W3A8 (Brevitas, in its quant_inference_mode); ORT float
 (as the export pipeline writes it); ORT int8 as Brevitas writes it ("int8") and after the pipeline's
-graph steps ("int8-opt", what `python export/to_onnx.py` writes); the golden engine when it and a QONNX
-export are available. Models: the bundled limuse_k32_float and limuse_k32_w3a8. Each figure is the
+graph steps ("int8-opt", what `python export/to_onnx.py` writes); the golden engine on a po2 QONNX
+export (1 thread). Models: the bundled limuse_k32_float and limuse_k32_w3a8. Each figure is the
 median of RUNS runs after one warm-up. Only ratios within one run are meaningful on a shared machine.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import statistics
@@ -90,12 +89,38 @@ def median_seconds(run, runs: int = RUNS) -> float:
 
 
 def golden_backend():
-    """Hook for the bit-exact engine: returns (separator(mixture, voiceprint, visual) -> (S,), None), or
-    (None, why not). The engine runs a W3A8-po2 QONNX export, which this benchmark cannot make yet."""
-    if importlib.util.find_spec("limuse_runtime.golden") is None:
-        return None, "limuse_runtime.golden is not installed"
-    return None, (f"the golden engine needs a W3A8-po2 QONNX export of {PRESET}; "
-                  f"wire limuse_export's QONNX export into golden_backend() once it exists")
+    """The bit-exact integer engine on a power-of-two W3A8 QONNX export of limuse_k32 at the benchmark's
+    input length (QONNX files are static): the bundled po2 checkpoint when installed, otherwise the
+    float-scale W3A8 weights calibrated under the po2 recipe (speed does not depend on the values).
+    Returns (separator(mixture, voiceprint, visual) -> (S,), what it ran)."""
+    import torch
+
+    from limuse_edge.checkpoint import build_model, load_state
+    from limuse_edge.pretrained import available, from_pretrained
+    from limuse_edge.quant import calibrate
+    from limuse_export import onnx_export
+    from limuse_export.prepare import example_inputs, exportable
+    from limuse_export.save import save_onnx
+    from limuse_runtime.golden import GoldenEngine
+
+    po2_name = f"{PRESET}_w3a8_po2"
+    path = CACHE / f"{PRESET}-{_source_key()}" / f"{PRESET}.po2.qonnx.onnx"
+    example = example_inputs(from_pretrained(f"{PRESET}_float"), int(INPUT_SECONDS * 16000))
+    if po2_name in available():
+        what = f"bundled {po2_name}"
+        model = from_pretrained(po2_name).eval()
+    else:
+        what = f"{PRESET}_w3a8 weights with calibrated po2 quantizers ({po2_name} not bundled)"
+        model = build_model(PRESET, "w3a8-po2")
+        load_state(model, from_pretrained(f"{PRESET}_float").state_dict(), source="float weights")
+        calibrate(model.eval(), [example])
+    if not path.exists():
+        save_onnx(onnx_export.export_qonnx(exportable(model), example), path)
+    engine = GoldenEngine(path)
+
+    def separate(mixture, voiceprint, visual):
+        return engine.run({"mixture": mixture[None], "voiceprint": voiceprint[None], "visual": visual[None]})["target"][0]
+    return separate, what
 
 
 def test_latency(tmp_path):
@@ -106,6 +131,7 @@ def test_latency(tmp_path):
     from limuse_runtime.profiling import op_type_times
 
     torch_models, onnx_paths = prepare_models()
+    golden, golden_model = golden_backend()
     rng = np.random.default_rng(0)
     n = int(INPUT_SECONDS * 16000)
     mixture = (0.1 * rng.standard_normal((2, n))).astype(np.float32)
@@ -113,7 +139,7 @@ def test_latency(tmp_path):
     visual = rng.standard_normal((n // 640, 256)).astype(np.float32)
     torch_inputs = [torch.from_numpy(a)[None] for a in (mixture, voiceprint, visual)]
 
-    rows, skipped = [], {}
+    rows, skipped = [], {"golden at 2 threads": "a numpy reference engine; timed at one thread only"}
     for threads in THREADS:
         torch.set_num_threads(threads)
         with torch.inference_mode():
@@ -124,11 +150,10 @@ def test_latency(tmp_path):
         for kind in ("float", "int8", "int8-opt"):
             separator = OrtSeparator(onnx_paths[kind], threads)
             rows.append(_row(f"ort-{kind}", threads, median_seconds(lambda: separator(mixture, voiceprint, visual))))
-        golden, reason = golden_backend()
-        if golden is None:
-            skipped["golden"] = reason
-        else:
-            rows.append(_row("golden", threads, median_seconds(lambda: golden(mixture, voiceprint, visual))))
+        if threads == 1:  # numpy reference engine, BLAS held to one thread
+            from threadpoolctl import threadpool_limits
+            with threadpool_limits(1):
+                rows.append(_row("golden", 1, median_seconds(lambda: golden(mixture, voiceprint, visual), runs=2)))
     torch.set_num_threads(1)
     for row in rows:
         base = next(r for r in rows if r["backend"] == "torch-float" and r["threads"] == row["threads"])
@@ -140,6 +165,7 @@ def test_latency(tmp_path):
 
     best = min((r for r in rows if r["backend"].startswith("ort-int8") and r["threads"] == 1), key=lambda r: r["rtf"])
     report = {"preset": PRESET, "input_seconds": INPUT_SECONDS, "runs": RUNS, "rows": rows, "rss_mb": rss,
+              "golden_model": golden_model,
               "op_type_seconds_1_thread": profiles, "skipped": skipped,
               "goal": {"rtf_at_1_thread": GOAL_RTF, "speedup_vs_torch_float": GOAL_SPEEDUP,
                        "best_ort_int8": best["backend"], "rtf": best["rtf"],
@@ -192,6 +218,7 @@ def markdown(report: dict) -> str:
               f"{goal['speedup']:.2f}x -> {'met' if goal['met'] else 'NOT met'}.",
               "", f"Peak RSS of `limuse-run` (int8-opt, 1 thread): 10 s input {report['rss_mb']['10s']} MB, "
               f"60 s input {report['rss_mb']['60s']} MB.", ""]
+    lines.append(f"Golden engine model: {report['golden_model']}.")
     for name, reason in report["skipped"].items():
         lines.append(f"Not measured: {name}: {reason}.")
     before, after = report["op_type_seconds_1_thread"]["int8"], report["op_type_seconds_1_thread"]["int8-opt"]
