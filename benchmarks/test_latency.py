@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from limuse_edge.io import atomic_write_text
@@ -38,24 +37,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "limuse_edge" / "benchmark_models"
 
 
-def _source_key() -> str:
-    """Cache key: the model, quantizer and exporter sources plus the bundled checkpoints."""
+def _cache_folder(*checkpoints: str) -> Path:
+    """Cache folder keyed by the model, quantizer and exporter sources plus the bundled checkpoints used."""
     import hashlib
     digest = hashlib.sha256()
     paths = [*(ROOT / "limuse_edge" / "model").glob("*.py"), ROOT / "limuse_edge" / "quant.py",
-             ROOT / "limuse_edge" / "config.py", *(ROOT / "export").glob("*.py"),
-             *(ROOT / "limuse_edge" / "pretrained").glob("*.pt")]
-    for path in sorted(paths):
+             ROOT / "limuse_edge" / "config.py", *(ROOT / "export").glob("*.py")]
+    for path in sorted(paths) + [ROOT / "limuse_edge" / "pretrained" / f"{name}.pt" for name in checkpoints]:
         digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    folder = CACHE / f"{PRESET}-{digest.hexdigest()[:16]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def prepare_models():
     """The bundled models: {"float": torch, "w3a8": torch}, and their ONNX files exported by the project's
     exporter: {"float", "int8" (as Brevitas writes it), "int8-opt" (after the pipeline's GRAPH_STEPS)}."""
-    import onnx
-    import torch
-
     from limuse_edge.pretrained import from_pretrained
     from limuse_export import onnx_export
     from limuse_export.pipeline import GRAPH_STEPS, apply_steps
@@ -63,17 +60,18 @@ def prepare_models():
     from limuse_export.save import save_onnx
 
     torch_models = {"float": from_pretrained(f"{PRESET}_float").eval(), "w3a8": from_pretrained(f"{PRESET}_w3a8").eval()}
-    folder = CACHE / f"{PRESET}-{_source_key()}"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _cache_folder(f"{PRESET}_float", f"{PRESET}_w3a8")
     example = example_inputs(torch_models["float"], int(INPUT_SECONDS * 16000))
-    jobs = {"float": (torch_models["float"], onnx_export.export_float, GRAPH_STEPS),
-            "int8": (torch_models["w3a8"], onnx_export.export_qcdq, ()),
-            "int8-opt": (torch_models["w3a8"], onnx_export.export_qcdq, GRAPH_STEPS)}
-    paths = {}
-    for kind, (model, export, steps) in jobs.items():
+    jobs = {"float": ("float", onnx_export.export_float, GRAPH_STEPS),
+            "int8": ("w3a8", onnx_export.export_qcdq, ()),
+            "int8-opt": ("w3a8", onnx_export.export_qcdq, GRAPH_STEPS)}
+    paths, exported = {}, {}
+    for kind, (recipe, export, steps) in jobs.items():
         path = folder / f"{PRESET}.{kind}.onnx"
         if not path.exists():  # the K=32 exports take minutes; cached per source hash
-            save_onnx(apply_steps(export(exportable(model), example), steps), path)
+            if recipe not in exported:
+                exported[recipe] = export(exportable(torch_models[recipe]), example)
+            save_onnx(apply_steps(exported[recipe], steps), path)
         paths[kind] = path
     return torch_models, paths
 
@@ -93,7 +91,6 @@ def golden_backend():
     input length (QONNX files are static): the bundled po2 checkpoint when installed, otherwise the
     float-scale W3A8 weights calibrated under the po2 recipe (speed does not depend on the values).
     Returns (separator(mixture, voiceprint, visual) -> (S,), what it ran)."""
-    import torch
 
     from limuse_edge.checkpoint import build_model, load_state
     from limuse_edge.pretrained import available, from_pretrained
@@ -104,16 +101,17 @@ def golden_backend():
     from limuse_runtime.golden import GoldenEngine
 
     po2_name = f"{PRESET}_w3a8_po2"
-    path = CACHE / f"{PRESET}-{_source_key()}" / f"{PRESET}.po2.qonnx.onnx"
     example = example_inputs(from_pretrained(f"{PRESET}_float"), int(INPUT_SECONDS * 16000))
     if po2_name in available():
         what = f"bundled {po2_name}"
         model = from_pretrained(po2_name).eval()
+        path = _cache_folder(po2_name) / f"{PRESET}.po2.qonnx.onnx"
     else:
         what = f"{PRESET}_w3a8 weights with calibrated po2 quantizers ({po2_name} not bundled)"
         model = build_model(PRESET, "w3a8-po2")
         load_state(model, from_pretrained(f"{PRESET}_float").state_dict(), source="float weights")
         calibrate(model.eval(), [example])
+        path = _cache_folder(f"{PRESET}_float") / f"{PRESET}.po2-calibrated.qonnx.onnx"
     if not path.exists():
         save_onnx(onnx_export.export_qonnx(exportable(model), example), path)
     engine = GoldenEngine(path)
