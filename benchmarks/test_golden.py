@@ -89,8 +89,9 @@ def k32():
             "init_from": meta.get("train_config", {}).get("init_from")}
     if PO2_PRETRAINED in pretrained.available():
         info = pretrained.pretrained_info(PO2_PRETRAINED)
-        return _checked_po2(pretrained.from_pretrained(PO2_PRETRAINED), PO2_PRETRAINED), {
-            "model": "bundled trained po2 checkpoint", "source": PO2_PRETRAINED, "recipe": info.get("recipe"),
+        model = _checked_po2(pretrained.from_pretrained(PO2_PRETRAINED), PO2_PRETRAINED)
+        return model, {
+            "model": "bundled trained po2 checkpoint", "source": PO2_PRETRAINED, "recipe": model.recipe.name,
             "steps": info.get("training", {}).get("steps"), "test_si_sdr_db": info.get("evaluate", {}).get("si_sdr")}
     samples = CASES["limuse_k32"]
     return _ref.calibrated_po2_model("limuse_k32", samples=samples, video_frames=_frames(samples)), {
@@ -284,7 +285,7 @@ def streamed_mismatches(model, inputs: dict, trace: Trace, names: dict) -> dict:
 def _write(rows: dict, results) -> None:
     exact = [[name, r["model"]["model"], r["input"], r["quantized_layers"], r["tensors_compared"],
               r["values_compared"], r["teacher_forced_mismatches"], r["mismatches"],
-              f"{r['lsb_flip_rate']:.2%}", r["first_mismatched_layer"] or "-", r["mismatches_vs_traced_module"],
+              f"{r['lsb_flip_rate']:.2e}", r["first_mismatched_layer"] or "-", r["mismatches_vs_traced_module"],
               f"{r['max_abs_accumulator']} / {INT32_MAX}", f"{r['accumulator_headroom_bits']:.1f}",
               f"{r['waveform_max_abs_diff']:.2e} (peak {r['waveform_max_abs']:.2f})",
               f"{r['si_sdr_golden_vs_brevitas_db']:.1f}"]
@@ -310,7 +311,8 @@ def _write(rows: dict, results) -> None:
               f"{lat['waveform_max_abs_diff_vs_brevitas']:.2e} (peak {lat['waveform_max_abs']:.2f})",
               f"{lat['si_sdr_golden_vs_brevitas_db']:.1f}",
               f"{snr['mixture_mic0']:.2f} / {snr['brevitas']:.2f} / {snr['golden']:.2f}"]])
-    sources = {f"{name}: {r['model']['source']}" for name, r in rows.items() if isinstance(r, dict) and "model" in r}
+    sources = {f"{name}: {r['model']['source']}" + (f" (QAT step {r['model']['steps']})" if r["model"].get("steps") else "")
+               for name, r in rows.items() if isinstance(r, dict) and "model" in r}
     md += "\nModels: " + "; ".join(sorted(sources)) + ".\n"
     md += ("\nTeacher-forced: each integer layer fed Brevitas's input codes. End to end: the engine's own codes "
            "(float-kept ops in between). 'vs traced module': against the forward the exporter traced (GroupNorm "
