@@ -193,8 +193,11 @@ def peak_rss_mb(model: Path, seconds: int, tmp_path: Path) -> float:
         for _ in range(seconds):  # written a second at a time: the benchmark itself stays small too
             sink.write((0.1 * rng.standard_normal((16000, 2))).astype(np.float32))
     np.save(tmp_path / "vp.npy", rng.standard_normal(512).astype(np.float32))
-    script = ("import resource, sys\nfrom limuse_runtime.cli import main\ncode = main(sys.argv[1:])\n"
-              "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(code)\n")
+    # VmHWM, not getrusage's ru_maxrss: Linux carries the parent's high-water mark into ru_maxrss across
+    # fork + exec, so the child would report this benchmark's own (torch-laden) peak.
+    script = ("import sys\nfrom limuse_runtime.cli import main\ncode = main(sys.argv[1:])\n"
+              "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
+              "print('PEAK_RSS_KB', hwm)\nsys.exit(code)\n")
     result = subprocess.run([sys.executable, "-c", script, "--model", str(model), "--mixture", str(mixture),
                              "--voiceprint", str(tmp_path / "vp.npy"), "--out", str(tmp_path / f"out{seconds}.wav")],
                             capture_output=True, text=True, check=True)
