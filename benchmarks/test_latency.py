@@ -86,7 +86,7 @@ def median_seconds(run, runs: int = RUNS) -> float:
     return statistics.median(times)
 
 
-def golden_backend():
+def golden_backend(float_model):
     """The bit-exact integer engine on a power-of-two W3A8 QONNX export of limuse_k32 at the benchmark's
     input length (QONNX files are static): the bundled po2 checkpoint when installed, otherwise the
     float-scale W3A8 weights calibrated under the po2 recipe (speed does not depend on the values).
@@ -101,7 +101,7 @@ def golden_backend():
     from limuse_runtime.golden import GoldenEngine
 
     po2_name = f"{PRESET}_w3a8_po2"
-    example = example_inputs(from_pretrained(f"{PRESET}_float"), int(INPUT_SECONDS * 16000))
+    example = example_inputs(float_model, int(INPUT_SECONDS * 16000))
     if po2_name in available():
         what = f"bundled {po2_name}"
         model = from_pretrained(po2_name).eval()
@@ -109,7 +109,7 @@ def golden_backend():
     else:
         what = f"{PRESET}_w3a8 weights with calibrated po2 quantizers ({po2_name} not bundled)"
         model = build_model(PRESET, "w3a8-po2")
-        load_state(model, from_pretrained(f"{PRESET}_float").state_dict(), source="float weights")
+        load_state(model, float_model.state_dict(), source="float weights")
         calibrate(model.eval(), [example])
         path = _cache_folder(f"{PRESET}_float") / f"{PRESET}.po2-calibrated.qonnx.onnx"
     if not path.exists():
@@ -129,7 +129,7 @@ def test_latency(tmp_path):
     from limuse_runtime.profiling import op_type_times
 
     torch_models, onnx_paths = prepare_models()
-    golden, golden_model = golden_backend()
+    golden, golden_model = golden_backend(torch_models["float"])
     rng = np.random.default_rng(0)
     n = int(INPUT_SECONDS * 16000)
     mixture = (0.1 * rng.standard_normal((2, n))).astype(np.float32)
