@@ -16,7 +16,7 @@ from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 # Custom ops that must stay in the graph (qonnx keeps them too); each is shape-preserving on input 0.
-KEPT_OP_TYPES = ("Quant", "BipolarQuant", "Trunc")
+KEPT_OP_TYPES = ("Quant", "BipolarQuant", "Trunc", "IntegerNorm")
 
 
 def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:

@@ -4,7 +4,8 @@ the output folder here; see save.py).
 - float: torch's TorchScript exporter.
 - qcdq (the "int8" file): Brevitas QuantizeLinear / Clip / DequantizeLinear, TorchScript exporter
   (dynamo=False: the dynamo path refuses Int32Bias and drifts from Brevitas by ~1e-2), initializers not
-  graph inputs (otherwise onnxruntime neither constant-folds nor fuses).
+  graph inputs (otherwise onnxruntime neither constant-folds nor fuses); IntegerNorm nodes (recipe
+  option -inorm) lowered to standard ops.
 - qonnx: Brevitas Quant nodes, TorchScript exporter, then fold.fold_constants (one pass; qonnx's own
   folding is far too slow on a graph this size) and qonnx's cleanup. qonnx's cleanup turns a symbolic
   axis into 0, so the QONNX file is exported and cleaned at the fixed shape of its example inputs; the
@@ -23,6 +24,7 @@ import onnx
 import torch
 
 from limuse_export.fold import fold_constants
+from limuse_export.integer_norm import lower_integer_norm, register_qonnx_op
 from limuse_export.prepare import DYNAMIC_AXES, OUTPUT_NAME, OnnxInterface
 
 OPSET = 17
@@ -65,7 +67,7 @@ def export_qcdq(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx.
 
     def export(m, args, path, **kw):
         export_onnx_qcdq(m, args=args, export_path=path, keep_initializers_as_inputs=False, **kw)
-    return _via_file(export, module, inputs, **_kwargs(module, dynamic=True))
+    return lower_integer_norm(_via_file(export, module, inputs, **_kwargs(module, dynamic=True)))
 
 
 def export_qonnx(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx.ModelProto:
@@ -78,6 +80,7 @@ def export_qonnx(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx
     def export(m, args, path, **kw):
         brevitas_export_qonnx(m, args=args, export_path=path, keep_initializers_as_inputs=False, **kw)
     raw = _via_file(export, module, inputs, **_kwargs(module, dynamic=False))
+    register_qonnx_op()
     cleaned = cleanup_model(ModelWrapper(fold_constants(raw))).model
     return restore_io_names(cleaned, [i.name for i in raw.graph.input], [o.name for o in raw.graph.output])
 

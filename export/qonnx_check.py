@@ -11,6 +11,9 @@ import onnx
 def run_qonnx(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> np.ndarray:
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
+
+    from limuse_export.integer_norm import register_qonnx_op
+    register_qonnx_op()
     wrapper = ModelWrapper(model)
     names = [i.name for i in wrapper.graph.input]
     for name in names:

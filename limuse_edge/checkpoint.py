@@ -4,6 +4,8 @@ They load with torch.load(weights_only=True), so no pickled code is ever execute
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import io
 from pathlib import Path
 
@@ -56,7 +58,8 @@ def read_checkpoint(path: "str | Path") -> dict:
 def load_checkpoint(path: "str | Path", *, recipe: "str | QuantRecipe | None" = None,
                     config: ModelConfig | None = None) -> tuple[LiMuSE, dict]:
     """Rebuild the model a checkpoint describes. `recipe` may name another recipe: a float checkpoint
-    then initialises a quantized model (QAT from float); `config`, when given, must match."""
+    then initialises a quantized model (QAT from float), a quantized one the same recipe with integer
+    norms (-inorm: fine-tuning); `config`, when given, must match."""
     ckpt = read_checkpoint(path)
     saved_cfg = ModelConfig.from_dict(ckpt["model_args"]["config"])
     saved_recipe = QuantRecipe.from_dict(ckpt["model_args"]["recipe"])
@@ -66,9 +69,10 @@ def load_checkpoint(path: "str | Path", *, recipe: "str | QuantRecipe | None" = 
         raise CheckpointError(f"checkpoint: {str(path)!r} holds another model configuration "
                               f"(saved vs requested: {diff})")
     target = get_recipe(recipe) if recipe is not None else saved_recipe
-    if saved_recipe.quantized and target != saved_recipe:
+    if saved_recipe.quantized and replace(target, integer_norm=saved_recipe.integer_norm) != saved_recipe:
         raise CheckpointError(f"checkpoint: {str(path)!r} was trained with recipe {saved_recipe.name!r}; "
-                              f"it cannot be loaded as {target.name!r} (only float checkpoints convert)")
+                              f"it cannot be loaded as {target.name!r} (only float checkpoints convert, "
+                              f"and quantized ones to the same recipe with or without -inorm)")
     model = LiMuSE(saved_cfg, target)
     load_state(model, ckpt["state_dict"], source=str(path))
     return model, ckpt

@@ -20,6 +20,7 @@ import torch.nn as nn
 from limuse_edge.config import SAMPLE_RATE, VISUAL_DIM, VOICEPRINT_DIM
 from limuse_edge.model import LiMuSE
 from limuse_edge.model.blocks import TAC, ContextCodec, GroupNormChannelsLast
+from limuse_edge.model.integer_norm import IntegerGroupNorm
 from limuse_edge.quant import is_quant_layer
 
 FLOAT_BITS = 32
@@ -95,6 +96,7 @@ OP_COUNTERS = {
     nn.Sigmoid: _activation,
     nn.GroupNorm: _normalisation,
     GroupNormChannelsLast: _normalisation,
+    IntegerGroupNorm: _normalisation,
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import torch.nn as nn
 
-_SPEC = re.compile(r"^w(?P<w>\d+)a(?P<a>\d+)(?P<opts>(-(pc|po2|stats|edge\d+))*)$")
+_SPEC = re.compile(r"^w(?P<w>\d+)a(?P<a>\d+)(?P<opts>(-(pc|po2|stats|inorm|edge\d+))*)$")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class QuantRecipe:
     power_of_two: bool = False  # 2^-k scales everywhere, for integer-only (shift) deployment
     learned_weight_scale: bool = True  # scale initialised from max|w| then trained; False keeps max|w|
     edge_bits: int | None = None  # weight bits of the first (encoder) and last (mask) layers
+    integer_norm: bool = False  # gLN / GroupNorm with integer statistics (model/integer_norm.py)
 
     def __post_init__(self):
         if self.weight_bits is not None and not 2 <= self.weight_bits <= 8:
@@ -31,6 +32,8 @@ class QuantRecipe:
             raise ValueError(f"recipe: activation bits {self.act_bits} out of range; expected 2..8")
         if self.edge_bits is not None and not 2 <= self.edge_bits <= 8:
             raise ValueError(f"recipe: edge bits {self.edge_bits} out of range; expected 2..8")
+        if self.integer_norm and not self.quantized:
+            raise ValueError("recipe: integer normalisation needs a quantized recipe (e.g. 'w3a8-po2-inorm')")
 
     @property
     def quantized(self) -> bool:
@@ -47,24 +50,26 @@ class QuantRecipe:
             opts += "-po2"
         if not self.learned_weight_scale:
             opts += "-stats"
+        if self.integer_norm:
+            opts += "-inorm"
         if self.edge_bits is not None:
             opts += f"-edge{self.edge_bits}"
         return f"w{self.weight_bits}a{self.act_bits}{opts}"
 
     @classmethod
     def parse(cls, spec: str) -> "QuantRecipe":
-        """'float', 'w3a8' (the paper's), 'w{b}a{a}' with options -pc, -po2, -stats, -edge{b}."""
+        """'float', 'w3a8' (the paper's), 'w{b}a{a}' with options -pc, -po2, -stats, -inorm, -edge{b}."""
         if spec == "float":
             return cls()
         m = _SPEC.match(spec)
         if not m:
             raise ValueError(f"recipe: unknown {spec!r}; expected 'float' or 'w{{2..8}}a{{2..8}}' "
-                             f"with options -pc, -po2, -stats, -edge{{bits}} (e.g. 'w3a8', 'w4a8-pc-po2')")
+                             f"with options -pc, -po2, -stats, -inorm, -edge{{bits}} (e.g. 'w3a8', 'w4a8-pc-po2')")
         opts = [o for o in m["opts"].split("-") if o]
         edge = [int(o[4:]) for o in opts if o.startswith("edge")]
         return cls(weight_bits=int(m["w"]), act_bits=int(m["a"]), per_channel="pc" in opts,
                    power_of_two="po2" in opts, learned_weight_scale="stats" not in opts,
-                   edge_bits=edge[0] if edge else None)
+                   edge_bits=edge[0] if edge else None, integer_norm="inorm" in opts)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +92,16 @@ class QuantRecipe:
             return nn.Linear(in_features, out_features)
         from brevitas.nn import QuantLinear
         return QuantLinear(in_features, out_features, bias=True, **self._quant_kwargs(edge))
+
+    def group_norm(self, channels: int, channels_last: bool = False) -> nn.Module:
+        """One-group normalisation with per-channel affine: gLN on (B, C, T), or on channels-last
+        (B, T, C) data."""
+        if self.integer_norm:
+            from limuse_edge.model.integer_norm import IntegerGroupNorm
+            _, act_quant = _quantizers(self.per_channel, self.power_of_two, self.learned_weight_scale)
+            return IntegerGroupNorm(channels, -1 if channels_last else 1, act_quant, self.act_bits)
+        from limuse_edge.model.blocks import NORM_EPS, GroupNormChannelsLast
+        return GroupNormChannelsLast(channels) if channels_last else nn.GroupNorm(1, channels, eps=NORM_EPS)
 
     def _quant_kwargs(self, edge: bool) -> dict:
         from brevitas.quant import Int32Bias

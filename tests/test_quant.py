@@ -9,7 +9,7 @@ from limuse_edge.quant import FLOAT, W3A8, QuantRecipe, get_recipe, is_quant_lay
 
 
 @pytest.mark.parametrize("spec", ["float", "w3a8", "w4a8-pc", "w4a8-po2", "w4a8-pc-po2", "w3a8-stats",
-                                  "w3a8-edge8", "w2a4-pc-po2-stats-edge6"])
+                                  "w3a8-edge8", "w2a4-pc-po2-stats-edge6", "w3a8-po2-inorm"])
 def test_recipe_names_round_trip(spec):
     recipe = QuantRecipe.parse(spec)
     assert recipe.name == spec
@@ -76,3 +76,8 @@ def test_quantized_layer_quantizes_its_output_to_8_bits():
     codes = y / scale
     torch.testing.assert_close(codes, codes.round(), rtol=0, atol=1e-3)
     assert codes.abs().max() <= 128
+
+
+def test_integer_norm_needs_a_quantized_recipe():
+    with pytest.raises(ValueError, match=r"^recipe: integer normalisation needs a quantized recipe"):
+        QuantRecipe(integer_norm=True)

@@ -11,11 +11,6 @@ from limuse_edge.quant import QuantRecipe
 NORM_EPS = 1e-8
 
 
-def global_layer_norm(channels: int) -> nn.GroupNorm:
-    """gLN: statistics over channels and time of each sample, per-channel affine (2C parameters)."""
-    return nn.GroupNorm(1, channels, eps=NORM_EPS)
-
-
 class GroupNormChannelsLast(nn.Module):
     """GroupNorm with one group on channels-last (batch, time, channels): statistics over time and
     channels of each sample, per-channel affine. Same parameters as nn.GroupNorm(1, channels)."""
@@ -48,7 +43,7 @@ class TAC(nn.Module):
         self.average_act = nn.PReLU()
         self.concat = recipe.linear(6 * hidden, dim)
         self.concat_act = nn.PReLU()
-        self.norm = GroupNormChannelsLast(dim)
+        self.norm = recipe.group_norm(dim, channels_last=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bk, t, _ = x.shape
@@ -76,11 +71,11 @@ class DepthwiseSeparableBlock(nn.Module):
         super().__init__()
         self.expand = recipe.linear(dim, hidden)
         self.expand_act = nn.PReLU()
-        self.expand_norm = GroupNormChannelsLast(hidden)
+        self.expand_norm = recipe.group_norm(hidden, channels_last=True)
         self.depthwise = recipe.conv1d(hidden, hidden, kernel_size, dilation=dilation,
                                        padding=dilation * (kernel_size - 1) // 2, groups=hidden)
         self.depthwise_act = nn.PReLU()
-        self.depthwise_norm = GroupNormChannelsLast(hidden)
+        self.depthwise_norm = recipe.group_norm(hidden, channels_last=True)
         self.project = recipe.linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,7 +112,7 @@ class GCTCN(nn.Module):
             self.input_norm = nn.Identity()
             self.layers = nn.ModuleList(GCLayer(d, h, groups, kernel_size, dil, recipe) for dil in dilations)
         else:
-            self.input_norm = global_layer_norm(dim)
+            self.input_norm = recipe.group_norm(dim)
             self.layers = nn.ModuleList(DepthwiseSeparableBlock(dim, hidden, kernel_size, dil, recipe)
                                         for dil in dilations)
 

@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from limuse_edge.config import VISUAL_DIM, VOICEPRINT_DIM, ModelConfig
-from limuse_edge.model.blocks import GCTCN, ContextCodec, global_layer_norm
+from limuse_edge.model.blocks import GCTCN, ContextCodec
 from limuse_edge.quant import QuantRecipe, get_recipe
 
 _MASK_ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
@@ -34,7 +34,7 @@ class LiMuSE(nn.Module):
             self.voiceprint_encoder = recipe.conv1d(VOICEPRINT_DIM, n, 1)
         if "visual" in cfg.cues:
             self.visual_encoder = recipe.linear(VISUAL_DIM, n)
-        self.norm = global_layer_norm(n)
+        self.norm = recipe.group_norm(n)  # gLN
         self.audio_stage = _stage(cfg, n, cfg.audio_hidden, cfg.audio_layers, cfg.audio_stacks,
                                   cfg.context_hidden, recipe)
         self.fusion_stage = _stage(cfg, cfg.fusion_dim, cfg.fusion_hidden, cfg.fusion_layers,
