@@ -122,6 +122,20 @@ def requantize(acc: QTensor, exponent, bits: int, signed: bool, narrow: bool, bo
     return codes.astype(code_dtype(bits, signed))
 
 
+def divide_half_even(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b for int64 arrays (b > 0), rounded half to even, in integers."""
+    quotient, rest = np.divmod(a, b)
+    twice = 2 * rest
+    return quotient + ((twice > b) | ((twice == b) & (quotient % 2 == 1)))
+
+
+def isqrt(v: np.ndarray) -> np.ndarray:
+    """floor(sqrt(v)) for int64 arrays in [0, 2^52): a float estimate corrected to the exact integer."""
+    s = np.floor(np.sqrt(v.astype(np.float64))).astype(np.int64)
+    s -= s * s > v
+    return s + ((s + 1) * (s + 1) <= v)
+
+
 def check_accumulator(acc: np.ndarray, layer: str) -> int:
     """Max |acc|; a GoldenError naming the layer if any accumulator leaves the int32 range."""
     if acc.size == 0:

@@ -87,6 +87,40 @@ def integer_layer(node, inputs, ctx):
     return [out_codes if out_codes is not None else acc]
 
 
+@op("IntegerNorm")
+def integer_norm(node, inputs, ctx):
+    """gLN / GroupNorm of the -inorm recipe, in integers (limuse_edge.model.integer_norm states the same
+    formula): mean and variance of the input codes per sample, integer square root, normalised value at
+    2^-P, then the per-channel affine as an int32 accumulator at 2^(gamma_exponent - P)."""
+    x, gamma, beta = inputs
+    where = f"IntegerNorm node {node.name}"
+    if not (isinstance(x, QTensor) and x.per_tensor):
+        raise GoldenError(f"{where}: input is not a per-tensor quantized tensor; expected the codes of the "
+                          f"norm's input quantizer")
+    gamma_code, beta_code = (_integer_constant(v, f"{where}: {what}") for v, what in ((gamma, "gamma"), (beta, "beta")))
+    f_mean, f_norm = node.attrs["mean_frac_bits"], node.attrs["norm_frac_bits"]
+    codes = np.asarray(x.codes, np.int64)
+    rows = codes.reshape(codes.shape[0], -1)
+    n = np.int64(rows.shape[1])
+    mean = fp.divide_half_even(rows.sum(1, keepdims=True) << f_mean, n)
+    d = (rows << f_mean) - mean
+    var = np.einsum("ij,ij->i", d, d)[:, None] // n
+    std = np.maximum(fp.isqrt(var), 1)
+    normalised = fp.divide_half_even(d << f_norm, std).reshape(codes.shape)
+    shape = [1] * codes.ndim
+    shape[node.attrs["channel_axis"]] = -1
+    acc = normalised * gamma_code.reshape(shape) + beta_code.reshape(shape)
+    fp.check_accumulator(acc, node.name)
+    return [QTensor(acc, node.attrs["gamma_exponent"] - f_norm)]
+
+
+def _integer_constant(value, what: str) -> np.ndarray:
+    value = np.asarray(as_float(value))
+    if not np.array_equal(value, np.round(value)):
+        raise GoldenError(f"{what} holds non-integer values; expected integer codes")
+    return value.astype(np.int64)
+
+
 @op("Add", "Sub")
 def add(node, inputs, ctx):
     a, b = inputs
