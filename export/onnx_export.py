@@ -80,9 +80,36 @@ def export_qonnx(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx
     def export(m, args, path, **kw):
         brevitas_export_qonnx(m, args=args, export_path=path, keep_initializers_as_inputs=False, **kw)
     raw = _via_file(export, module, inputs, **_kwargs(module, dynamic=False))
+    raw = tag_torch_modules(raw, module.model, scope="model")  # the OnnxInterface's attribute
     register_qonnx_op()
     cleaned = cleanup_model(ModelWrapper(fold_constants(raw))).model
     return restore_io_names(cleaned, [i.name for i in raw.graph.input], [o.name for o in raw.graph.output])
+
+
+# A node's doc_string "torch module: audio_stage.encoder.layers.0.conv.project" names the torch module it was
+# traced in; limuse_runtime.golden (which keeps its own copy of this prefix) names its integer layers so.
+TORCH_MODULE_DOC = "torch module: "
+
+
+def tag_torch_modules(model: onnx.ModelProto, root: torch.nn.Module, scope: str) -> onnx.ModelProto:
+    """Each node's torch module, as in root.named_modules(), written into its doc_string. The TorchScript
+    exporter names a node after its scope, "/<scope>/audio_stage/encoder/layers.0/conv/project/Gemm" for `root`
+    traced as the attribute <scope> of the exported module; the deepest path prefix that names a module is
+    kept (Brevitas's export handlers are gone after the export; a module called twice gets a suffixed scope,
+    norm_1, that names none). Nodes with no module below the root keep their doc_string. qonnx's cleanup
+    renames every node and tensor but edits the nodes in place, so their doc_strings reach the QONNX file."""
+    model = copy.deepcopy(model)
+    names = {name for name, _ in root.named_modules() if name}
+    for node in model.graph.node:
+        parts = node.name.split("/")[1:-1]
+        if parts[:1] != [scope]:
+            continue
+        parts = parts[1:]
+        while parts and ".".join(parts) not in names:
+            parts.pop()
+        if parts:
+            node.doc_string = TORCH_MODULE_DOC + ".".join(parts)
+    return model
 
 
 def restore_io_names(model: onnx.ModelProto, inputs: list[str], outputs: list[str]) -> onnx.ModelProto:

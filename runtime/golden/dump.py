@@ -1,6 +1,10 @@
 """Test vectors for porters: every integer layer's input codes, weight codes, int32 bias, shift and
 output codes as .npy files, indexed by index.json, so a hardware kernel can be checked layer by layer.
 
+Each layer's "name" (and its folder, NNN_<name>) is its torch module's name as in model.named_modules(),
+e.g. audio_stage.encoder.layers.0.conv.project, when the QONNX file is limuse-export's (which records it in
+the nodes' doc_strings), else the graph node's name; "node" is the conv/linear node's name in the file.
+
 A layer's kernel must reproduce:  acc = conv_or_matmul(input, weight) + bias   (int32, no overflow)
                                   output = clamp(round_half_even(acc / 2^shift), qmin, qmax)
 """
@@ -60,7 +64,7 @@ def write_dump(trace: Trace, directory: "str | Path", model: str) -> Path:
             layer = record.layer
             folder = tmp / f"{i:03d}_{_safe(layer.name)}"
             folder.mkdir()
-            entry = {"index": i, "name": layer.name, "kind": layer.kind,
+            entry = {"index": i, "name": layer.name, "node": layer.node, "kind": layer.kind,
                      "input": _tensor_entry(folder, "input", record.input),
                      "weight": _tensor_entry(folder, "weight", layer.weight),
                      "bias": _tensor_entry(folder, "bias", layer.bias) if layer.bias is not None else None,

@@ -87,7 +87,7 @@ class GoldenEngine:
 
     def __init__(self, path: "str | Path"):
         self.path = str(path)
-        self.graph = lower(load_graph(path))
+        self.graph = lower(load_graph(path), torch_module_names(path))
         self.layers = [n.attrs["layer"] for n in self.graph.nodes if n.op == "IntegerLayer"]
         unsupported = sorted({n.op for n in self.graph.nodes} - set(OPS))
         if unsupported:
@@ -175,6 +175,21 @@ class GoldenEngine:
         if shape is None:
             return "(any shape)"
         return "(" + ", ".join("?" if not d else str(d) for d in shape) + ")"
+
+
+# limuse-export writes "torch module: <name as in model.named_modules()>" into each node's doc_string
+# (limuse_export.onnx_export.TORCH_MODULE_DOC; copied, as the runtime never imports the exporter).
+TORCH_MODULE_DOC = "torch module: "
+
+
+def torch_module_names(path: "str | Path") -> dict[str, str]:
+    """{node name: torch module name} from the nodes' doc_strings; empty for a QONNX file made elsewhere,
+    whose layers then keep their graph node names. (A second parse of the file: graph.Node has no
+    doc_string.)"""
+    import onnx
+    proto = onnx.load(str(path), load_external_data=False)
+    return {n.name or f"{n.op_type}_{i}": n.doc_string[len(TORCH_MODULE_DOC):].strip()  # load_graph's names
+            for i, n in enumerate(proto.graph.node) if n.doc_string.startswith(TORCH_MODULE_DOC)}
 
 
 def _codes_or_value(value):

@@ -8,7 +8,8 @@ layers.
        Quant(x) -> MatMul(x, Transpose(Quant(W))) -> Add(Quant(b)) -> Quant
        Quant(x) -> Gemm(x, Quant(W), Quant(b), transB=1) -> Quant      (2-D linear)
    becomes one IntegerLayer node: int codes x weight codes + int32 bias -> int32 accumulator ->
-   shift with round half to even -> output codes.
+   shift with round half to even -> output codes. It is named after the torch module of the conv/linear
+   node when the file records it (`torch_modules`, see engine.torch_module_names), else after the node.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ class OutputQuant:
 @dataclass(frozen=True)
 class IntegerLayer:
     """One quantized conv or linear layer in integers. `kind` is "linear" (channels last, weight
-    (C_in, C_out)) or "conv" (B, C, T, weight (C_out, C_in/groups, k))."""
+    (C_in, C_out)) or "conv" (B, C, T, weight (C_out, C_in/groups, k)). `name` is the torch module's name
+    when the export recorded it, `node` the conv/linear node's name in the QONNX graph."""
 
     name: str
     kind: str
@@ -49,6 +51,7 @@ class IntegerLayer:
     dilation: int = 1
     pads: tuple = (0, 0)
     groups: int = 1
+    node: str = ""
 
     @property
     def channel_axis(self) -> int:
@@ -186,7 +189,9 @@ def _layer_name(bias_name: "str | None", graph: Graph, fallback: str) -> str:
     return source[: -len(".bias")] if source.endswith(".bias") else fallback
 
 
-def fuse_integer_layers(graph: Graph) -> Graph:
+def fuse_integer_layers(graph: Graph, torch_modules: "dict[str, str] | None" = None) -> Graph:
+    """torch_modules: {conv/linear node name: torch module name}, for the layers' names."""
+    torch_modules = torch_modules or {}
     users = graph.consumers()
     consts = graph.constants
     replaced: dict[str, Node] = {}  # first node of a pattern -> the IntegerLayer node
@@ -223,7 +228,7 @@ def fuse_integer_layers(graph: Graph) -> Graph:
                     bias_name, bias = other, consts[other]
                     chain.append(nxt)
                     out = nxt.outputs[0]
-        name = _layer_name(bias_name, graph, node.name)
+        name = torch_modules.get(node.name) or _layer_name(bias_name, graph, node.name)
         if bias is not None and not isinstance(bias, QTensor):
             raise GoldenError(f"layer {name}: float bias beside quantized weights; expected an int32 bias "
                               f"quantizer (Int32Bias)")
@@ -233,7 +238,7 @@ def fuse_integer_layers(graph: Graph) -> Graph:
             chain.append(quant_node)
             out = quant_node.outputs[0]
         layer = IntegerLayer(name, "conv" if node.op == "Conv" else "linear", weight, bias, output,
-                             stride, dilation, tuple(pads), groups)
+                             stride, dilation, tuple(pads), groups, node.name)
         layer.weight_exponent()  # validates the weight scales now, at load time
         replaced[node.name] = Node("IntegerLayer", name, (node.inputs[0],), (out,), {"layer": layer})
         dropped.update(n.name for n in chain)
@@ -248,5 +253,5 @@ def _sole_user(users: dict, value: str) -> "Node | None":
     return found[0] if len(found) == 1 else None
 
 
-def lower(graph: Graph) -> Graph:
-    return fuse_integer_layers(fold_constants(graph))
+def lower(graph: Graph, torch_modules: "dict[str, str] | None" = None) -> Graph:
+    return fuse_integer_layers(fold_constants(graph), torch_modules)

@@ -6,6 +6,10 @@ errors naming the node or layer. (limuse_k32: benchmarks/test_golden.py, which r
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -13,6 +17,8 @@ import torch
 from onnx import numpy_helper
 
 from limuse_runtime.golden import GoldenEngine, GoldenError, QTensor, Trace
+from limuse_runtime.golden.dump import write_dump
+from limuse_runtime.golden.engine import TORCH_MODULE_DOC
 
 SAMPLES, VIDEO_FRAMES = 800, 10
 INPUT_NAMES = ("mixture", "voiceprint", "visual")
@@ -53,8 +59,9 @@ def _weight_key(codes: np.ndarray) -> tuple:
 
 
 def layer_names(engine: GoldenEngine, model) -> dict[str, str]:
-    """{engine layer name: Brevitas module name}. qonnx's cleanup renames every node and initializer, so
-    the layers are matched by their integer weight codes (engine linear weights are (C_in, C_out))."""
+    """{engine layer name: Brevitas module name}, matched by integer weight codes (engine linear weights are
+    (C_in, C_out)), independently of the torch module names the export records (qonnx's cleanup renames every
+    node and initializer; the names travel in the nodes' doc_strings)."""
     from limuse_edge.quant import is_quant_layer
     modules: dict = {}
     for name, module in model.named_modules():
@@ -74,10 +81,27 @@ def layer_names(engine: GoldenEngine, model) -> dict[str, str]:
     return names
 
 
+@contextlib.contextmanager
+def hook_quant_layers(model, make_hook):
+    """with hook_quant_layers(model, make_hook): ... -- make_hook(name, key) -> a forward hook (module, args,
+    output), registered on the input quantizer (key "in") and the output quantizer (key "out") of every
+    quantized layer, `name` as in model.named_modules(); all removed on exit."""
+    from limuse_edge.quant import is_quant_layer
+    handles = []
+    try:
+        for name, module in model.named_modules():
+            if is_quant_layer(module):
+                handles.append(module.input_quant.register_forward_hook(make_hook(name, "in")))
+                handles.append(module.output_quant.register_forward_hook(make_hook(name, "out")))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def brevitas_codes(model, inputs: dict) -> tuple[dict, np.ndarray]:
     """{layer name: {"in"|"out": (int codes, exponent)}} from the quantizer proxies, and the waveform."""
-    from limuse_edge.quant import is_quant_layer
-    captured, handles = {}, []
+    captured = {}
 
     def hook(name, key):
         def record(module, args, output):
@@ -85,16 +109,8 @@ def brevitas_codes(model, inputs: dict) -> tuple[dict, np.ndarray]:
                                                   int(np.log2(float(output.scale))))
         return record
 
-    for name, module in model.named_modules():
-        if is_quant_layer(module):
-            handles.append(module.input_quant.register_forward_hook(hook(name, "in")))
-            handles.append(module.output_quant.register_forward_hook(hook(name, "out")))
-    try:
-        with torch.no_grad():
-            waveform = model(**inputs).numpy()
-    finally:
-        for h in handles:
-            h.remove()
+    with hook_quant_layers(model, hook), torch.no_grad():
+        waveform = model(**inputs).numpy()
     return captured, waveform
 
 
@@ -196,30 +212,29 @@ def _producer(proto, tensor):
     return next(n for n in proto.graph.node if tensor in n.output)
 
 
-def test_non_power_of_two_weight_scale_is_refused_at_load(tiny_po2, tmp_path):
-    """The same export with one weight quantizer's scale multiplied by 0.75, as a float-scale recipe
-    (plain w3a8) would give: a GoldenError at load naming the Quant node and the -po2 remedy."""
-    proto = onnx.load(str(tiny_po2[-1]))
-    conv = next(n for n in proto.graph.node if n.op_type == "Conv")
-    weight_quant = _producer(proto, conv.input[1])
-    scale = weight_quant.input[1]
-    _set_initializer(proto, scale, _initializer(proto, scale) * 0.75)
-    onnx.save(proto, str(tmp_path / "not_po2.onnx"))
-    with pytest.raises(GoldenError, match=rf"Quant node {weight_quant.name}: scale .* is not a power of two.*-po2"):
-        GoldenEngine(tmp_path / "not_po2.onnx")
+def _first_conv_weight_quant(proto):
+    return _producer(proto, next(n for n in proto.graph.node if n.op_type == "Conv").input[1])
 
 
-def test_non_power_of_two_activation_scale_is_refused_at_load(tiny_po2, tmp_path):
-    """An activation quantizer that no integer layer absorbs (the first one, on the mixture) with a
-    non-power-of-two scale: refused when the model is loaded, not half-way through a run."""
-    proto = onnx.load(str(tiny_po2[-1]))
+def _first_activation_quant(proto):
     constants = {t.name for t in proto.graph.initializer}
-    first = next(n for n in proto.graph.node if n.op_type == "Quant" and n.input[0] not in constants)
-    scale = first.input[1]
-    _set_initializer(proto, scale, _initializer(proto, scale) * 1.5)
-    onnx.save(proto, str(tmp_path / "not_po2_act.onnx"))
-    with pytest.raises(GoldenError, match=rf"Quant node {first.name}: scale .* is not a power of two"):
-        GoldenEngine(tmp_path / "not_po2_act.onnx")
+    return next(n for n in proto.graph.node if n.op_type == "Quant" and n.input[0] not in constants)
+
+
+@pytest.mark.parametrize("pick, factor", [(_first_conv_weight_quant, 0.75), (_first_activation_quant, 1.5)],
+                         ids=["weight", "activation"])
+def test_non_power_of_two_scale_is_refused_at_load(tiny_po2, tmp_path, pick, factor):
+    """The same export with one quantizer's scale multiplied by a non-power of two: a weight quantizer's
+    (as a float-scale recipe, plain w3a8, would give), or an activation quantizer that no integer layer
+    absorbs (the first one, on the mixture). A GoldenError when the model is loaded, not half-way through a
+    run, naming the Quant node and the -po2 remedy."""
+    proto = onnx.load(str(tiny_po2[-1]))
+    quant = pick(proto)
+    scale = quant.input[1]
+    _set_initializer(proto, scale, _initializer(proto, scale) * factor)
+    onnx.save(proto, str(tmp_path / "not_po2.onnx"))
+    with pytest.raises(GoldenError, match=rf"Quant node {quant.name}: scale .* is not a power of two.*-po2"):
+        GoldenEngine(tmp_path / "not_po2.onnx")
 
 
 def test_int32_overflow_in_a_real_layer_is_an_error_naming_it(tiny_po2, tmp_path):
@@ -233,9 +248,33 @@ def test_int32_overflow_in_a_real_layer_is_an_error_naming_it(tiny_po2, tmp_path
     _set_initializer(proto, bias, np.full_like(_initializer(proto, bias), (2 ** 31 - 128) * scale))
     onnx.save(proto, str(tmp_path / "overflow.onnx"))
     engine = GoldenEngine(tmp_path / "overflow.onnx")
-    assert conv.name in {layer.name for layer in engine.layers}
-    with pytest.raises(GoldenError, match=rf"layer {conv.name}: accumulator overflow.*exceeds int32"):
+    name = conv.doc_string[len(TORCH_MODULE_DOC):]  # the layer is named after its torch module
+    assert (name, conv.name) in {(layer.name, layer.node) for layer in engine.layers}
+    with pytest.raises(GoldenError, match=rf"layer {re.escape(name)}: accumulator overflow.*exceeds int32"):
         engine.run(tiny_po2[2])
+
+
+def test_dump_names_layers_after_their_torch_modules(tiny_po2, tmp_path):
+    """The export records each node's torch module in its doc_string, which qonnx's cleanup keeps: the
+    dump's index and folders name every integer layer as model.named_modules() does, and each name is the
+    module whose weight codes the layer holds; "node" is the conv/linear node of the QONNX file."""
+    from limuse_edge.quant import is_quant_layer
+    from limuse_export.onnx_export import TORCH_MODULE_DOC as EXPORT_TORCH_MODULE_DOC
+    model, engine, inputs, _, _, names, path = tiny_po2
+    assert EXPORT_TORCH_MODULE_DOC == TORCH_MODULE_DOC  # the runtime keeps its own copy
+    trace = Trace()
+    engine.run(inputs, trace)
+    index = json.loads((write_dump(trace, tmp_path / "vectors", model=str(path)) / "index.json").read_text())
+    got = [layer["name"] for layer in index["layers"]]
+    assert len(got) == 76
+    assert sorted(got) == sorted(name for name, m in model.named_modules() if is_quant_layer(m))
+    assert all(names[name] == name for name in got)  # matched by weight codes, independently of the names
+    nodes = {n.name for n in onnx.load(str(path)).graph.node if n.op_type in ("Conv", "Gemm", "MatMul")}
+    assert sorted(layer["node"] for layer in index["layers"]) == sorted(nodes)
+    for layer in index["layers"]:
+        folder = f"{layer['index']:03d}_{layer['name']}"
+        assert all(layer[k]["file"].startswith(folder + "/") for k in ("input", "weight", "bias", "output"))
+        assert (tmp_path / "vectors" / layer["weight"]["file"]).is_file()
 
 
 @pytest.mark.parametrize("frames", [7, 10, 99, 1234])

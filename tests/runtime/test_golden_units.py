@@ -187,6 +187,21 @@ def test_cli_writes_wav_and_layer_vectors(tmp_path, capsys):
     np.testing.assert_array_equal(np.clip(fp.shift_right_half_even(acc, layer["shift"]), -128, 127), codes["output"])
 
 
+def test_layers_are_named_after_a_recorded_torch_module_else_the_graph(tmp_path):
+    """limuse-export writes "torch module: <name>" into each node's doc_string; a file without it (or with
+    another doc_string) keeps the names of the graph (here the bias initializer's "encoder")."""
+    path, _, _ = encoder_like_model(tmp_path / "m.onnx")
+    proto = onnx.load(str(path))
+    conv = next(n for n in proto.graph.node if n.op_type == "Conv")
+    for node_name, doc, want in (("", "torch module: stage.encoder", ("stage.encoder", "Conv_3")),
+                                 ("conv", "torch module: stage.encoder", ("stage.encoder", "conv")),
+                                 ("conv", "a note from another tool", ("encoder", "conv"))):
+        conv.name, conv.doc_string = node_name, doc
+        onnx.save(proto, str(tmp_path / "named.onnx"))
+        layer = GoldenEngine(tmp_path / "named.onnx").layers[0]
+        assert (layer.name, layer.node) == want
+
+
 def test_cli_bad_input_exits_non_zero_without_output(tmp_path, capsys):
     model, _, _ = encoder_like_model(tmp_path / "m.onnx")
     sf.write(tmp_path / "mono.wav", np.zeros(16, np.float32), 16000)
