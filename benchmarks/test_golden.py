@@ -239,7 +239,6 @@ def test_latency_k32_3s(rows, k32, tmp_path, results):
 def streamed_mismatches(model, inputs: dict, trace: Trace, names: dict) -> dict:
     """End-to-end code mismatches of a long input without keeping Brevitas's codes: each quantizer's
     output is compared with the engine's trace in a forward hook, in Brevitas's execution order."""
-    from limuse_edge.quant import is_quant_layer
     records = {names[r.layer.name]: r for r in trace.records}
     stats = {"tensors": 0, "values": 0, "mismatches": 0, "max_difference": 0, "mismatched_layers": []}
     seen: set = set()
@@ -266,17 +265,8 @@ def streamed_mismatches(model, inputs: dict, trace: Trace, names: dict) -> dict:
                 stats["mismatched_layers"].append(name)
         return compare
 
-    handles = []
-    for name, module in model.named_modules():
-        if is_quant_layer(module):
-            handles.append(module.input_quant.register_forward_hook(hook(name, "in")))
-            handles.append(module.output_quant.register_forward_hook(hook(name, "out")))
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        for h in handles:
-            h.remove()
+    with _ref.hook_quant_layers(model, hook), torch.no_grad():
+        model(**inputs)
     if len(seen) != 2 * len(records):
         raise AssertionError(f"compared {len(seen)} tensors; expected {2 * len(records)}")
     return stats
