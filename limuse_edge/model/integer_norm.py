@@ -94,9 +94,11 @@ class _IntegerNormOp(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, x, gamma_code, beta_code, input_scale, gamma_exponent, channel_axis):
-        return g.op(f"{DOMAIN}::{OP_TYPE}", x, gamma_code, beta_code, input_scale_f=float(input_scale),
-                    gamma_exponent_i=int(gamma_exponent), channel_axis_i=int(channel_axis),
-                    mean_frac_bits_i=MEAN_FRAC_BITS, norm_frac_bits_i=NORM_FRAC_BITS)
+        out = g.op(f"{DOMAIN}::{OP_TYPE}", x, gamma_code, beta_code, input_scale_f=float(input_scale),
+                   gamma_exponent_i=int(gamma_exponent), channel_axis_i=int(channel_axis),
+                   mean_frac_bits_i=MEAN_FRAC_BITS, norm_frac_bits_i=NORM_FRAC_BITS)
+        out.setType(x.type())  # shape- and type-preserving
+        return out
 
 
 class IntegerGroupNorm(nn.Module):
