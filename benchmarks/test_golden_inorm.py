@@ -49,7 +49,13 @@ def test_inorm_k32_3s_bit_exact(tmp_path):
     started = time.perf_counter()
     with threadpool_limits(1):
         stats = _ref.compare_codes(engine, _ref.numpy_inputs(inputs), reference, names)
-    golden_s = time.perf_counter() - started
+    compare_s = time.perf_counter() - started
+    runs, timings = [], {}
+    for _ in range(2):
+        started = time.perf_counter()
+        with threadpool_limits(1):
+            engine.run(_ref.numpy_inputs(inputs), timings=timings)
+        runs.append(time.perf_counter() - started)
     golden = stats.pop("waveform")[0]
     with torch.no_grad():
         float_norm_waveform = pretrained.from_pretrained(PO2_PRETRAINED).eval()(**inputs)[0].numpy()
@@ -66,7 +72,9 @@ def test_inorm_k32_3s_bit_exact(tmp_path):
            "si_sdr_db": {"mixture": si_sdr(inputs["mixture"][0, 0].numpy(), target),
                          "brevitas_inorm": si_sdr(waveform[0], target), "golden_inorm": si_sdr(golden, target),
                          "brevitas_po2_float_norms": si_sdr(float_norm_waveform, target)},
-           "export_s": round(export_s, 1), "golden_run_and_compare_s": round(golden_s, 1)}
+           "export_s": round(export_s, 1), "golden_run_and_compare_s": round(compare_s, 1),
+           "golden_run_s_one_core_best_of_2": round(min(runs), 2),
+           "integer_norm_share_of_run": round(timings.get("IntegerNorm", 0.0) / sum(timings.values()), 3)}
     RESULTS.mkdir(exist_ok=True)
     atomic_write_text(RESULTS / "golden_inorm.json", json.dumps(row, indent=2) + "\n")
     s = row["si_sdr_db"]
@@ -81,7 +89,11 @@ def test_inorm_k32_3s_bit_exact(tmp_path):
         "| SI-SDR vs demo target (dB) | mixture | Brevitas -inorm | golden -inorm | Brevitas po2, float norms |",
         "|---|---|---|---|---|",
         f"| 3 s demo | {s['mixture']:.2f} | {s['brevitas_inorm']:.2f} | {s['golden_inorm']:.2f} | "
-        f"{s['brevitas_po2_float_norms']:.2f} |", ""]))
+        f"{s['brevitas_po2_float_norms']:.2f} |", "",
+        f"Golden run, 3 s of audio, one core: {row['golden_run_s_one_core_best_of_2']} s (best of 2); "
+        f"IntegerNorm nodes take {100 * row['integer_norm_share_of_run']:.0f} % of it.", ""]))
     print(json.dumps(row, indent=2))
     assert stats["teacher_forced_mismatches"] == 0 and stats["exponent_mismatches"] == 0
     assert stats["mismatches"] == 0, stats["mismatched_layers"][:5]
+    # only the float-kept decoder and the final scaling differ: float32 rounding, a few ULPs of the peak
+    assert row["waveform_max_abs_diff"] <= 1e-5 * row["waveform_max_abs"], row["waveform_max_abs_diff"]
