@@ -37,7 +37,7 @@ import numpy as np
 
 from limuse_runtime.golden import fixed_point as fp
 from limuse_runtime.golden.fixed_point import GoldenError, QTensor
-from limuse_runtime.golden.graph import load_graph
+from limuse_runtime.golden.graph import Graph, load_graph
 from limuse_runtime.golden.lower import IntegerLayer, lower
 from limuse_runtime.golden.ops import OPS
 
@@ -87,7 +87,8 @@ class GoldenEngine:
 
     def __init__(self, path: "str | Path"):
         self.path = str(path)
-        self.graph = lower(load_graph(path), torch_module_names(path))
+        graph = load_graph(path)
+        self.graph = lower(graph, torch_module_names(graph))
         self.layers = [n.attrs["layer"] for n in self.graph.nodes if n.op == "IntegerLayer"]
         unsupported = sorted({n.op for n in self.graph.nodes} - set(OPS))
         if unsupported:
@@ -182,14 +183,10 @@ class GoldenEngine:
 TORCH_MODULE_DOC = "torch module: "
 
 
-def torch_module_names(path: "str | Path") -> dict[str, str]:
+def torch_module_names(graph: Graph) -> dict[str, str]:
     """{node name: torch module name} from the nodes' doc_strings; empty for a QONNX file made elsewhere,
-    whose layers then keep their graph node names. (A second parse of the file: graph.Node has no
-    doc_string.)"""
-    import onnx
-    proto = onnx.load(str(path), load_external_data=False)
-    return {n.name or f"{n.op_type}_{i}": n.doc_string[len(TORCH_MODULE_DOC):].strip()  # load_graph's names
-            for i, n in enumerate(proto.graph.node) if n.doc_string.startswith(TORCH_MODULE_DOC)}
+    whose layers then keep their graph node names."""
+    return {n.name: n.doc[len(TORCH_MODULE_DOC):].strip() for n in graph.nodes if n.doc.startswith(TORCH_MODULE_DOC)}
 
 
 def _codes_or_value(value):

@@ -18,6 +18,7 @@ class Node:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     attrs: dict = field(default_factory=dict)
+    doc: str = ""  # the node's doc_string (limuse-export records the torch module there)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def load_graph(path: "str | Path") -> Graph:
         if n.op_type == "Constant":
             constants[n.output[0]] = _constant_value(attrs)
             continue
-        nodes.append(Node(n.op_type, n.name or f"{n.op_type}_{i}", tuple(n.input), tuple(n.output), attrs))
+        nodes.append(Node(n.op_type, n.name or f"{n.op_type}_{i}", tuple(n.input), tuple(n.output), attrs,
+                          n.doc_string))
     # Brevitas keeps initializers as graph inputs by default; only the others are real inputs.
     inputs = tuple(i.name for i in g.input if i.name not in constants)
     shapes = {i.name: tuple(d.dim_value if d.HasField("dim_value") else None
