@@ -144,7 +144,7 @@ def split_tac_concat(model: onnx.ModelProto) -> onnx.ModelProto:
         expand = reshape and made_by(reshape.input[0], "Expand")
         unsqueeze = expand and made_by(expand.input[0], "Unsqueeze")
         weight_dq = gemm and made_by(gemm.input[1], "DequantizeLinear")
-        weight = weight_dq and _constant_weight(weight_dq.input[0], producers, constant)
+        weight = weight_dq and constant(weight_dq.input[0])
         if not (gemm and unsqueeze and weight is not None):
             continue
         axes = constant(unsqueeze.input[1]) if len(unsqueeze.input) > 1 else None
@@ -215,18 +215,6 @@ def split_tac_concat(model: onnx.ModelProto) -> onnx.ModelProto:
     return _drop_dead_code(model)
 
 
-def _constant_weight(name: str, producers: dict, constant):
-    """The integer weight codes under a DequantizeLinear: an initializer, or Brevitas's Clip of one
-    (its narrow low-bit range), evaluated."""
-    value = constant(name)
-    clip = producers.get(name)
-    if value is None and clip is not None and clip.op_type == "Clip":
-        codes, low, high = (constant(i) if i else None for i in list(clip.input) + [""] * (3 - len(clip.input)))
-        if codes is not None:
-            value = np.clip(codes, low if low is not None else codes.min(), high if high is not None else codes.max())
-    return value
-
-
 def _like(node: onnx.NodeProto, inputs: list[str], outputs: list[str], name: str) -> onnx.NodeProto:
     """A node of the same op type and attributes as `node`, on other tensors."""
     copy = onnx.NodeProto()
@@ -282,8 +270,9 @@ def _add_initializer(graph: onnx.GraphProto, name: str, value: np.ndarray) -> st
 
 
 def _constant_lookup(graph: onnx.GraphProto):
-    """name -> numpy value if the tensor is a constant (an initializer, a Constant node, or an Identity
-    of one: the TorchScript exporter deduplicates equal initializers into Identity chains), else None."""
+    """name -> numpy value if the tensor is a constant (an initializer, a Constant node, an Identity of
+    one: the TorchScript exporter deduplicates equal initializers into Identity chains; or a Clip of
+    constants: Brevitas narrows low-bit weight codes with one), else None."""
     initializers = {init.name: init for init in graph.initializer}
     producers = {out: node for node in graph.node for out in node.output}
 
@@ -297,6 +286,12 @@ def _constant_lookup(graph: onnx.GraphProto):
             return lookup(node.input[0])
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             return numpy_helper.to_array(node.attribute[0].t)
+        if node.op_type == "Clip":
+            names = (list(node.input) + ["", ""])[:3]  # bounds are optional inputs
+            value, low, high = (lookup(i) if i else None for i in names)
+            if value is None or any(i and v is None for i, v in zip(names[1:], (low, high))):
+                return None  # a bound computed at run time
+            return np.clip(value, value.min() if low is None else low, value.max() if high is None else high)
         return None
 
     return lookup
