@@ -6,7 +6,8 @@ from limuse_edge.pretrained import available, pretrained_info
 
 
 @pytest.mark.parametrize("name, recipe", [("limuse_k32_float", "float"), ("limuse_k32_w3a8", "w3a8"),
-                                          ("limuse_k32_w3a8_po2", "w3a8-po2")])
+                                          ("limuse_k32_w3a8_po2", "w3a8-po2"),
+                                          ("limuse_k32_w3a8_po2_inorm", "w3a8-po2-inorm")])
 def test_bundled_model_loads_offline_and_runs(name, recipe):
     assert name in available(), f"{name} is not bundled in limuse_edge/pretrained"
     model = from_pretrained(name)
