@@ -63,6 +63,17 @@ def test_lookup_table_equals_the_function_on_every_code():
     np.testing.assert_array_equal(fp.apply_table(table, codes.astype(np.int16)), want)
 
 
+def test_divide_half_even_equals_integer_divmod_at_ties_and_beyond_float_precision():
+    rng = np.random.default_rng(0)
+    divisors = rng.integers(1, 5000, size=(8, 1))
+    dividends = rng.integers(-(1 << 20), 1 << 20, size=(8, 500))
+    halves = (2 * rng.integers(-100, 100, size=(8, 50)) + 1) * divisors  # 2a = (2k+1) b: exact ties
+    for a, b in ((dividends, divisors), (halves, 2 * divisors), (np.array([(1 << 60) + 3, -(1 << 60) - 1]), 2)):
+        quotient, rest = np.divmod(a, b)
+        expected = quotient + ((2 * rest > b) | ((2 * rest == b) & (quotient % 2 == 1)))
+        np.testing.assert_array_equal(fp.divide_half_even(a, b), expected)
+
+
 def test_shift_in_int32_with_a_bound_equals_int64():
     acc = np.random.default_rng(4).integers(-(2 ** 30), 2 ** 30, 10000).astype(np.int32)
     for shift in (1, 5, 12):
