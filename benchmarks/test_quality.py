@@ -24,16 +24,16 @@ def _learning_curve_png(path, infos: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
-    offset = 0
+    last_step = {name: info["history"][-1]["step"] for name, info in infos.items() if info.get("history")}
     for name, info in infos.items():
         hist = info.get("history", [])
         if not hist:
             continue
-        if "w3a8" in name:  # QAT continues from the float run: draw it after the float steps
-            steps = [offset + h["step"] for h in hist]
-        else:
-            steps = [h["step"] for h in hist]
-            offset = max(offset, steps[-1])
+        # QAT continues from the float run, and -inorm from the po2 run: draw each after its parent's steps
+        offset = 0 if "w3a8" not in name else last_step.get("limuse_k32_float", 0)
+        if name.endswith("_inorm"):
+            offset += last_step.get(name[:-len("_inorm")], 0)
+        steps = [offset + h["step"] for h in hist]
         ax.plot(steps, [h["valid_si_sdr"] for h in hist], marker="o", ms=3, label=name)
     ax.set_xlabel("training step (batch of 4 x 1 s)")
     ax.set_ylabel("valid SI-SDR (dB)")
@@ -63,6 +63,8 @@ def test_quality_of_bundled_models(results, tmp_path):
                      "sdr": summary["sdr"], "sdri": summary["sdri"]})
     by_recipe = {r["recipe"]: r for r in rows}
     drop = by_recipe["float"]["si_sdr"] - by_recipe["w3a8"]["si_sdr"] if "w3a8" in by_recipe else None
+    inorm_cost = (by_recipe["w3a8-po2"]["si_sdr"] - by_recipe["w3a8-po2-inorm"]["si_sdr"]
+                  if {"w3a8-po2", "w3a8-po2-inorm"} <= by_recipe.keys() else None)
 
     training = {}
     for name, info in infos.items():
@@ -70,7 +72,8 @@ def test_quality_of_bundled_models(results, tmp_path):
         training[name] = {"steps": t.get("steps"), "train_minutes": round(t.get("train_seconds", 0) / 60, 1),
                           "audio_hours_seen": round(t.get("audio_seconds_seen", 0) / 3600, 2),
                           "corpus_recipe": info.get("corpus_recipe")}
-    data = {"rows": rows, "mixture": mixture, "w3a8_drop_db": drop, "n_utterances": len(dataset),
+    data = {"rows": rows, "mixture": mixture, "w3a8_drop_db": drop, "integer_norm_cost_db": inorm_cost,
+            "n_utterances": len(dataset),
             "heldout_corpus": {"seed": SEED, "seconds": 3.0}, "paper": PAPER,
             "paper_w3a8_drop_db": PAPER["float"]["si_sdr"] - PAPER["w3a8"]["si_sdr"], "training": training}
 
@@ -83,6 +86,9 @@ def test_quality_of_bundled_models(results, tmp_path):
                                 [[n, t["steps"], t["train_minutes"], t["audio_hours_seen"]] for n, t in training.items()])
     drop_line = (f"W3A8 drop against float: {drop:.2f} dB SI-SDR (paper: {data['paper_w3a8_drop_db']:.2f} dB)"
                  if drop is not None else "no W3A8 model bundled")
+    if inorm_cost is not None:
+        drop_line += (f"\n\nInteger normalisation (-inorm) against float norms, both power-of-two W3A8: "
+                      f"{inorm_cost:.2f} dB SI-SDR lost")
     _learning_curve_png(results.directory / "learning_curve.png", infos)
     results.write("quality", data, f"# Quality on {len(dataset)} held-out 3 s mixtures (seed {SEED})\n\n"
                   f"{table}\n{drop_line}\n\n## Training budget (CPU)\n\n{train_table}\n"
