@@ -37,7 +37,7 @@ import numpy as np
 
 from limuse_runtime.golden import fixed_point as fp
 from limuse_runtime.golden.fixed_point import GoldenError, QTensor
-from limuse_runtime.golden.graph import Graph, load_graph
+from limuse_runtime.golden.graph import load_graph
 from limuse_runtime.golden.lower import IntegerLayer, lower
 from limuse_runtime.golden.ops import OPS
 
@@ -87,8 +87,7 @@ class GoldenEngine:
 
     def __init__(self, path: "str | Path"):
         self.path = str(path)
-        graph = load_graph(path)
-        self.graph = lower(graph, torch_module_names(graph))
+        self.graph = lower(load_graph(path))
         self.layers = [n.attrs["layer"] for n in self.graph.nodes if n.op == "IntegerLayer"]
         unsupported = sorted({n.op for n in self.graph.nodes} - set(OPS))
         if unsupported:
@@ -176,17 +175,6 @@ class GoldenEngine:
         if shape is None:
             return "(any shape)"
         return "(" + ", ".join("?" if not d else str(d) for d in shape) + ")"
-
-
-# limuse-export writes "torch module: <name as in model.named_modules()>" into each node's doc_string
-# (limuse_export.onnx_export.TORCH_MODULE_DOC; copied, as the runtime never imports the exporter).
-TORCH_MODULE_DOC = "torch module: "
-
-
-def torch_module_names(graph: Graph) -> dict[str, str]:
-    """{node name: torch module name} from the nodes' doc_strings; empty for a QONNX file made elsewhere,
-    whose layers then keep their graph node names."""
-    return {n.name: n.doc[len(TORCH_MODULE_DOC):].strip() for n in graph.nodes if n.doc.startswith(TORCH_MODULE_DOC)}
 
 
 def _codes_or_value(value):

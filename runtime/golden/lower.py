@@ -9,7 +9,7 @@ layers.
        Quant(x) -> Gemm(x, Quant(W), Quant(b), transB=1) -> Quant      (2-D linear)
    becomes one IntegerLayer node: int codes x weight codes + int32 bias -> int32 accumulator ->
    shift with round half to even -> output codes. It is named after the torch module of the conv/linear
-   node when the file records it (`torch_modules`, see engine.torch_module_names), else after the node.
+   node when the file records it in the node's doc_string (TORCH_MODULE_DOC), else after the node.
 """
 from __future__ import annotations
 
@@ -184,14 +184,20 @@ def _output_quant(node: Node, constants: dict) -> "OutputQuant | None":
                        bool(node.attrs.get("narrow", 0)))
 
 
-def _layer_name(bias_name: "str | None", graph: Graph, fallback: str) -> str:
+# limuse-export writes "torch module: <name as in model.named_modules()>" into each node's doc_string
+# (limuse_export.onnx_export.TORCH_MODULE_DOC; copied, as the runtime never imports the exporter).
+TORCH_MODULE_DOC = "torch module: "
+
+
+def _layer_name(node: Node, bias_name: "str | None", graph: Graph) -> str:
+    """The torch module the export recorded, else the bias initializer's module, else the node's name."""
+    if node.doc.startswith(TORCH_MODULE_DOC):
+        return node.doc[len(TORCH_MODULE_DOC):].strip()
     source = graph.sources.get(bias_name, "") if bias_name else ""
-    return source[: -len(".bias")] if source.endswith(".bias") else fallback
+    return source[: -len(".bias")] if source.endswith(".bias") else node.name
 
 
-def fuse_integer_layers(graph: Graph, torch_modules: "dict[str, str] | None" = None) -> Graph:
-    """torch_modules: {conv/linear node name: torch module name}, for the layers' names."""
-    torch_modules = torch_modules or {}
+def fuse_integer_layers(graph: Graph) -> Graph:
     users = graph.consumers()
     consts = graph.constants
     replaced: dict[str, Node] = {}  # first node of a pattern -> the IntegerLayer node
@@ -228,7 +234,7 @@ def fuse_integer_layers(graph: Graph, torch_modules: "dict[str, str] | None" = N
                     bias_name, bias = other, consts[other]
                     chain.append(nxt)
                     out = nxt.outputs[0]
-        name = torch_modules.get(node.name) or _layer_name(bias_name, graph, node.name)
+        name = _layer_name(node, bias_name, graph)
         if bias is not None and not isinstance(bias, QTensor):
             raise GoldenError(f"layer {name}: float bias beside quantized weights; expected an int32 bias "
                               f"quantizer (Int32Bias)")
@@ -253,5 +259,5 @@ def _sole_user(users: dict, value: str) -> "Node | None":
     return found[0] if len(found) == 1 else None
 
 
-def lower(graph: Graph, torch_modules: "dict[str, str] | None" = None) -> Graph:
-    return fuse_integer_layers(fold_constants(graph), torch_modules)
+def lower(graph: Graph) -> Graph:
+    return fuse_integer_layers(fold_constants(graph))

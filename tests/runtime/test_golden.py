@@ -18,7 +18,7 @@ from onnx import numpy_helper
 
 from limuse_runtime.golden import GoldenEngine, GoldenError, QTensor, Trace
 from limuse_runtime.golden.dump import write_dump
-from limuse_runtime.golden.engine import TORCH_MODULE_DOC
+from limuse_runtime.golden.lower import TORCH_MODULE_DOC
 
 SAMPLES, VIDEO_FRAMES = 800, 10
 INPUT_NAMES = ("mixture", "voiceprint", "visual")
