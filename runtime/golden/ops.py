@@ -424,6 +424,16 @@ def resize(node, inputs, ctx):
     if not axes:
         return [x]
     axis, n_in, n_out = axes[0], x.shape[axes[0]], out_shape[axes[0]]
+    lo, hi, w_lo, w_hi = linear_resize_taps(n_in, n_out, transform)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return [(np.take(x, lo, axis=axis) * w_lo.reshape(shape) + np.take(x, hi, axis=axis) * w_hi.reshape(shape))
+            .astype(np.float32)]
+
+
+def linear_resize_taps(n_in: int, n_out: int, transform: str):
+    """Output i of a linear resize is x[lo[i]] * w_lo[i] + x[hi[i]] * w_hi[i] (float32); the native
+    engine's packer stores these arrays."""
     scale = np.float32(n_in) / np.float32(n_out)  # torch: input_size / output_size in float
     i = np.arange(n_out, dtype=np.float32)
     if transform == "align_corners":
@@ -436,7 +446,4 @@ def resize(node, inputs, ctx):
     hi = np.minimum(lo + 1, n_in - 1)
     w_hi = (src - lo.astype(np.float32)).astype(np.float32)
     w_lo = np.float32(1) - w_hi
-    shape = [1] * x.ndim
-    shape[axis] = -1
-    return [(np.take(x, lo, axis=axis) * w_lo.reshape(shape) + np.take(x, hi, axis=axis) * w_hi.reshape(shape))
-            .astype(np.float32)]
+    return lo, hi, w_lo, w_hi
