@@ -52,26 +52,26 @@ def _cache_folder(*checkpoints: str) -> Path:
 
 def prepare_models():
     """The bundled models: {"float": torch, "w3a8": torch}, and their ONNX files exported by the project's
-    exporter: {"float", "int8" (as Brevitas writes it), "int8-opt" (after the pipeline's GRAPH_STEPS)}."""
+    exporter: {"float", "int8" (as Brevitas writes it), "int8-opt" (after the int8 file's passes)}."""
     from limuse_edge.pretrained import from_pretrained
     from limuse_export import onnx_export
-    from limuse_export.pipeline import GRAPH_STEPS, apply_steps
+    from limuse_export.passes import PASSES, apply_passes
     from limuse_export.prepare import example_inputs, exportable
     from limuse_export.save import save_onnx
 
     torch_models = {"float": from_pretrained(f"{PRESET}_float").eval(), "w3a8": from_pretrained(f"{PRESET}_w3a8").eval()}
     folder = _cache_folder(f"{PRESET}_float", f"{PRESET}_w3a8")
     example = example_inputs(torch_models["float"], int(INPUT_SECONDS * 16000))
-    jobs = {"float": ("float", onnx_export.export_float, GRAPH_STEPS),
+    jobs = {"float": ("float", onnx_export.export_float, PASSES["float"]),
             "int8": ("w3a8", onnx_export.export_qcdq, ()),
-            "int8-opt": ("w3a8", onnx_export.export_qcdq, GRAPH_STEPS)}
+            "int8-opt": ("w3a8", onnx_export.export_qcdq, PASSES["int8"])}
     paths, exported = {}, {}
     for kind, (recipe, export, steps) in jobs.items():
         path = folder / f"{PRESET}.{kind}.onnx"
         if not path.exists():  # the K=32 exports take minutes; cached per source hash
             if recipe not in exported:
                 exported[recipe] = export(exportable(torch_models[recipe]), example)
-            save_onnx(apply_steps(exported[recipe], steps), path)
+            save_onnx(apply_passes(exported[recipe], steps), path)
         paths[kind] = path
     return torch_models, paths
 
@@ -95,7 +95,7 @@ def golden_backend(float_model):
     from limuse_edge.checkpoint import build_model, load_state
     from limuse_edge.pretrained import available, from_pretrained
     from limuse_edge.quant import calibrate
-    from limuse_export import onnx_export
+    from limuse_export.pipeline import export_onnx
     from limuse_export.prepare import example_inputs, exportable
     from limuse_export.save import save_onnx
     from limuse_runtime.golden import GoldenEngine
@@ -113,7 +113,7 @@ def golden_backend(float_model):
         calibrate(model.eval(), [example])
         path = _cache_folder(f"{PRESET}_float") / f"{PRESET}.po2-calibrated.qonnx.onnx"
     if not path.exists():
-        save_onnx(onnx_export.export_qonnx(exportable(model), example), path)
+        save_onnx(export_onnx("qonnx", exportable(model), example), path)
     engine = GoldenEngine(path)
 
     def separate(mixture, voiceprint, visual):

@@ -67,14 +67,14 @@ def _markdown(rows: list[dict], results) -> str:
 
 def _qonnx_cross_check() -> tuple[dict, str]:
     """Export limuse_k32 W3A8 to QONNX at a fixed input length and cost it with qonnx."""
-    from limuse_export.onnx_export import export_qonnx
+    from limuse_export.pipeline import export_onnx
     from limuse_export.prepare import example_inputs as onnx_inputs
     from limuse_export.prepare import exportable
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.inference_cost import inference_cost
 
     model = build_model("limuse_k32", "w3a8").eval()
-    graph = export_qonnx(exportable(model), onnx_inputs(model, N_SAMPLES))
+    graph = export_onnx("qonnx", exportable(model), onnx_inputs(model, N_SAMPLES))
     cost = inference_cost(ModelWrapper(graph), discount_sparsity=False, cost_breakdown=True)
     by_op = {op: int(c.get("total_macs", 0)) for op, c in cost["optype_cost"].items()}
     qonnx_macs = int(cost["total_cost"]["total_macs"])

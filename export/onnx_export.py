@@ -1,14 +1,13 @@
-"""The three ONNX exports of one LiMuSE model, each returning an onnx.ModelProto (nothing is written to
-the output folder here; see save.py).
+"""The three ONNX exports of one LiMuSE model, each returning the exporter's onnx.ModelProto; the graph
+transformations that follow each format's export are listed in limuse_export.passes (nothing is written
+to the output folder here; see save.py).
 
 - float: torch's TorchScript exporter.
 - qcdq (the "int8" file): Brevitas QuantizeLinear / Clip / DequantizeLinear, TorchScript exporter
   (dynamo=False: the dynamo path refuses Int32Bias and drifts from Brevitas by ~1e-2), initializers not
-  graph inputs (otherwise onnxruntime neither constant-folds nor fuses); IntegerNorm nodes (recipe
-  option -inorm) lowered to standard ops.
-- qonnx: Brevitas Quant nodes, TorchScript exporter, then fold.fold_constants (one pass; qonnx's own
-  folding is far too slow on a graph this size) and qonnx's cleanup transformations (`qonnx_cleanup`).
-  qonnx's shape inference turns a symbolic axis into 0, so the QONNX file is exported and cleaned at
+  graph inputs (otherwise onnxruntime neither constant-folds nor fuses).
+- qonnx: Brevitas Quant nodes, TorchScript exporter, each node tagged with its torch module.
+  qonnx's shape inference turns a symbolic axis into 0, so the QONNX file is exported (and cleaned) at
   the fixed shape of its example inputs; the float and int8 files keep batch, samples and frames dynamic.
 
 Opset 17 throughout.
@@ -23,8 +22,6 @@ from pathlib import Path
 import onnx
 import torch
 
-from limuse_export.fold import fold_constants
-from limuse_export.integer_norm import lower_integer_norm, register_qonnx_op
 from limuse_export.prepare import DYNAMIC_AXES, OUTPUT_NAME, OnnxInterface
 
 OPSET = 17
@@ -67,44 +64,18 @@ def export_qcdq(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx.
 
     def export(m, args, path, **kw):
         export_onnx_qcdq(m, args=args, export_path=path, keep_initializers_as_inputs=False, **kw)
-    return lower_integer_norm(_via_file(export, module, inputs, **_kwargs(module, dynamic=True)))
+    return _via_file(export, module, inputs, **_kwargs(module, dynamic=True))
 
 
 def export_qonnx(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx.ModelProto:
-    """Quant-node graph at the fixed shape of `inputs`, cleaned by qonnx's cleanup."""
+    """Quant-node graph at the fixed shape of `inputs`."""
     _require_quantized(module, "QONNX")
     from brevitas.export import export_qonnx as brevitas_export_qonnx
 
     def export(m, args, path, **kw):
         brevitas_export_qonnx(m, args=args, export_path=path, keep_initializers_as_inputs=False, **kw)
     raw = _via_file(export, module, inputs, **_kwargs(module, dynamic=False))
-    raw = tag_torch_modules(raw, module.model, scope="model")  # the OnnxInterface's attribute
-    register_qonnx_op()
-    return qonnx_cleanup(fold_constants(raw))
-
-
-def qonnx_cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The transformations of qonnx's `cleanup_model`, minus what costs minutes and gives nothing here.
-    `cleanup_model` follows every transformation with ModelWrapper.cleanup (a graph sort and more, each a
-    scan of all nodes per node) and renames every tensor (a scan per rename): 80 s of its 86 s on tiny.
-    Here each transformation runs once with a single cleanup at the end, and tensors keep the
-    TorchScript exporter's names, which name the torch scope and leave the I/O contract's names intact."""
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.transformation.fold_constants import FoldConstants
-    from qonnx.transformation.general import (GiveUniqueNodeNames, GiveUniqueParameterTensors,
-                                              RemoveStaticGraphInputs, RemoveUnusedTensors)
-    from qonnx.transformation.infer_shapes import InferShapes
-    from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
-    wrapper = ModelWrapper(copy.deepcopy(model))
-    for node in wrapper.graph.node:  # as cleanup_model does, so qonnx's executor finds its ops
-        if node.op_type in ("Quant", "Trunc", "BipolarQuant"):
-            node.domain = "qonnx.custom_op.general"
-    for transformation in (InferShapes(), GiveUniqueParameterTensors(),
-                           FoldConstants(exclude_op_types=["Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear"]),
-                           FoldTransposeIntoQuantInit(), RemoveUnusedTensors(), RemoveStaticGraphInputs(),
-                           GiveUniqueNodeNames()):
-        wrapper = wrapper.transform(transformation, make_deepcopy=False, cleanup=False)
-    return wrapper.cleanup().model
+    return tag_torch_modules(raw, module.model, scope="model")  # the OnnxInterface's attribute
 
 
 # A node's doc_string "torch module: audio_stage.encoder.layers.0.conv.project" names the torch module it was
@@ -131,6 +102,9 @@ def tag_torch_modules(model: onnx.ModelProto, root: torch.nn.Module, scope: str)
         if parts:
             node.doc_string = TORCH_MODULE_DOC + ".".join(parts)
     return model
+
+
+EXPORTERS = {"float": export_float, "int8": export_qcdq, "qonnx": export_qonnx}
 
 
 def _require_quantized(module: OnnxInterface, what: str) -> None:

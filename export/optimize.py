@@ -1,7 +1,7 @@
 """Graph rewrites that make an exported LiMuSE graph faster under onnxruntime without changing what
 it computes. Each is a pure function: onnx.ModelProto in, a new ModelProto out.
 
-Call `optimize(model)` on the exported graph (float or QCDQ) before saving `<name>.*.onnx`.
+limuse_export.passes lists them, in order, for the float and int8 files.
 
 Why: in onnxruntime's profile of limuse_k32 the quantized GEMMs are a minority of the time; the float
 ops between them dominate (PRelu, the mean/variance normalisations), and in the int8 graph TAC's
@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
+
+from limuse_export.graph_index import GraphIndex
 
 
 def prelu_to_leaky_relu(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -27,14 +29,14 @@ def prelu_to_leaky_relu(model: onnx.ModelProto) -> onnx.ModelProto:
     faster on a (6000, 32, 72) tensor)."""
     model = _copy(model)
     graph = model.graph
-    constant = _constant_lookup(graph)
-    for index, node in enumerate(graph.node):
-        slope = constant(node.input[1]) if node.op_type == "PRelu" else None
+    index = GraphIndex(graph)
+    for position, node in enumerate(graph.node):
+        slope = index.constant(node.input[1]) if node.op_type == "PRelu" else None
         if slope is None or slope.size != 1:
             continue
         leaky = helper.make_node("LeakyRelu", [node.input[0]], list(node.output), name=node.name,
                                  alpha=float(slope.reshape(-1)[0]))
-        graph.node[index].CopyFrom(leaky)
+        graph.node[position].CopyFrom(leaky)
     return _drop_dead_code(model)
 
 
@@ -47,16 +49,8 @@ def norm_to_instance_norm(model: onnx.ModelProto) -> onnx.ModelProto:
     The per-channel affine that follows is left as it is."""
     model = _copy(model)
     graph = model.graph
-    constant = _constant_lookup(graph)
-    producers = {out: node for node in graph.node for out in node.output}
-    users: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            users[name] = users.get(name, 0) + 1
-
-    def made_by(name, op_type):
-        node = producers.get(name)
-        return node if node is not None and node.op_type == op_type else None
+    index = GraphIndex(graph)
+    constant, made_by = index.constant, index.made_by
 
     def reduces_last_two(node) -> bool:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -81,7 +75,7 @@ def norm_to_instance_norm(model: onnx.ModelProto) -> onnx.ModelProto:
                     and exponent.size == 1 and float(exponent.reshape(-1)[0]) == 2.0
                     and mean.input[0] == sub.input[0] and power.input[0] == sub.output[0]
                     and reduces_last_two(mean) and reduces_last_two(var)
-                    and users.get(sub.output[0]) == 2 and users.get(mean.output[0]) == 1):
+                    and index.uses(sub.output[0]) == 2 and index.uses(mean.output[0]) == 1):
                 match = (sub.input[0], float(eps.reshape(-1)[0]))
         if match is None:
             new_nodes.append(node)
@@ -89,9 +83,9 @@ def norm_to_instance_norm(model: onnx.ModelProto) -> onnx.ModelProto:
         x, eps = match
         tag = node.name or node.output[0]
         if not shared:
-            shared.update(one=_add_initializer(graph, "instance_norm_one", np.ones(1, np.float32)),
-                          zero=_add_initializer(graph, "instance_norm_zero", np.zeros(1, np.float32)),
-                          axis=_add_initializer(graph, "instance_norm_axis1", np.array([1], np.int64)))
+            shared.update(one=index.add_initializer("instance_norm_one", np.ones(1, np.float32)),
+                          zero=index.add_initializer("instance_norm_zero", np.zeros(1, np.float32)),
+                          axis=index.add_initializer("instance_norm_axis1", np.array([1], np.int64)))
         new_nodes += [
             helper.make_node("Shape", [x], [f"{tag}/in_shape"], name=f"{tag}/Shape"),
             helper.make_node("Flatten", [x], [f"{tag}/flat"], name=f"{tag}/Flatten", axis=-2),
@@ -116,23 +110,9 @@ def split_tac_concat(model: onnx.ModelProto) -> onnx.ModelProto:
     now adds its own float-scaled partial sum: the result agrees to float rounding, not bit for bit."""
     model = _copy(model)
     graph = model.graph
-    producers = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    initializers = {init.name: init for init in graph.initializer}
-
-    def made_by(name, op_type):
-        node = producers.get(name)
-        return node if node is not None and node.op_type == op_type else None
-
-    def only_user(name, op_type):
-        users = consumers.get(name, [])
-        return users[0] if len(users) == 1 and users[0].op_type == op_type else None
-
+    index = GraphIndex(graph)
+    constant, consumers, made_by, only_user = index.constant, index.consumers, index.made_by, index.only_user
     replacements, removed = {}, set()
-    constant = _constant_lookup(graph)
     for concat in graph.node:
         if concat.op_type != "Concat" or len(concat.input) != 2:
             continue
@@ -158,14 +138,14 @@ def split_tac_concat(model: onnx.ModelProto) -> onnx.ModelProto:
             continue
         c = weight.shape[1] // 2
         y, mean, tag = concat.input[0], unsqueeze.input[0], concat.name or concat.output[0]
-        k = _add_initializer
-        halves = [k(graph, f"{tag}/weight_y", np.ascontiguousarray(weight[:, :c])),
-                  k(graph, f"{tag}/weight_mean", np.ascontiguousarray(weight[:, c:]))]
-        to_rows = k(graph, f"{tag}/rows", np.array([-1, c], np.int64))
-        out_dim = k(graph, f"{tag}/out_dim", np.array([weight.shape[0]], np.int64))
-        rows_out = k(graph, f"{tag}/rows_out", np.array([-1, weight.shape[0]], np.int64))
-        minus_one, zero, one, two = (k(graph, f"{tag}/const{v}", np.array([v], np.int64)) for v in (-1, 0, 1, 2))
-        double_last = k(graph, f"{tag}/double_last", np.array([1, 1, 2], np.int64))
+        k = index.add_initializer
+        halves = [k(f"{tag}/weight_y", np.ascontiguousarray(weight[:, :c])),
+                  k(f"{tag}/weight_mean", np.ascontiguousarray(weight[:, c:]))]
+        to_rows = k(f"{tag}/rows", np.array([-1, c], np.int64))
+        out_dim = k(f"{tag}/out_dim", np.array([weight.shape[0]], np.int64))
+        rows_out = k(f"{tag}/rows_out", np.array([-1, weight.shape[0]], np.int64))
+        minus_one, zero, one, two = (k(f"{tag}/const{v}", np.array([v], np.int64)) for v in (-1, 0, 1, 2))
+        double_last = k(f"{tag}/double_last", np.array([1, 1, 2], np.int64))
         nodes, partial = [helper.make_node("Shape", [y], [f"{tag}/y_shape"], name=f"{tag}/Shape_y")], []
         for half, source, bias in (("y", y, []), ("mean", mean, list(gemm.input[2:3]))):
             n = f"{tag}/{half}"
@@ -210,8 +190,7 @@ def split_tac_concat(model: onnx.ModelProto) -> onnx.ModelProto:
         elif id(node) not in removed:
             new_nodes.append(node)
     del graph.node[:]
-    graph.node.extend(_topological(new_nodes, {i.name for i in graph.input} | set(initializers) |
-                                   {i.name for i in graph.initializer}))
+    graph.node.extend(_topological(new_nodes, {i.name for i in graph.input} | {i.name for i in graph.initializer}))
     return _drop_dead_code(model)
 
 
@@ -243,58 +222,10 @@ def _topological(nodes: list, available: set[str]) -> list:
     return ordered
 
 
-PASSES = (prelu_to_leaky_relu, norm_to_instance_norm, split_tac_concat)
-
-
-def optimize(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Every rewrite of this module, in order."""
-    for rewrite in PASSES:
-        model = rewrite(model)
-    return model
-
-
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     return copy
-
-
-def _add_initializer(graph: onnx.GraphProto, name: str, value: np.ndarray) -> str:
-    taken = {init.name for init in graph.initializer} | {out for node in graph.node for out in node.output}
-    unique, suffix = name, 0
-    while unique in taken:
-        suffix += 1
-        unique = f"{name}_{suffix}"
-    graph.initializer.append(numpy_helper.from_array(value, unique))
-    return unique
-
-
-def _constant_lookup(graph: onnx.GraphProto):
-    """name -> numpy value if the tensor is a constant (an initializer, a Constant node, an Identity of
-    one: the TorchScript exporter deduplicates equal initializers into Identity chains; or a Clip of
-    constants: Brevitas narrows low-bit weight codes with one), else None."""
-    initializers = {init.name: init for init in graph.initializer}
-    producers = {out: node for node in graph.node for out in node.output}
-
-    def lookup(name: str):
-        if name in initializers:
-            return numpy_helper.to_array(initializers[name])
-        node = producers.get(name)
-        if node is None:
-            return None
-        if node.op_type == "Identity":
-            return lookup(node.input[0])
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            return numpy_helper.to_array(node.attribute[0].t)
-        if node.op_type == "Clip":
-            names = (list(node.input) + ["", ""])[:3]  # bounds are optional inputs
-            value, low, high = (lookup(i) if i else None for i in names)
-            if value is None or any(i and v is None for i, v in zip(names[1:], (low, high))):
-                return None  # a bound computed at run time
-            return np.clip(value, value.min() if low is None else low, value.max() if high is None else high)
-        return None
-
-    return lookup
 
 
 def _drop_dead_code(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -322,4 +253,4 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-__all__ = ["optimize", "prelu_to_leaky_relu", "norm_to_instance_norm", "split_tac_concat", "op_counts", "PASSES"]
+__all__ = ["prelu_to_leaky_relu", "norm_to_instance_norm", "split_tac_concat", "op_counts"]

@@ -1,7 +1,7 @@
 """The export pipeline: models in, three ONNX files, export_report.json and a demo run out.
 
-The graph steps applied to the onnxruntime files are GRAPH_STEPS, pure functions ModelProto ->
-ModelProto, so speed rewrites slot in without touching the rest; parity is measured on the final files.
+Each file is its exporter's graph (onnx_export.EXPORTERS) after its format's passes (passes.PASSES);
+parity is measured on the final files.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import torch
 
 from limuse_edge.io import atomic_write_text
 from limuse_edge.metrics import si_sdr
-from limuse_export import onnx_export, ort_check, parity
+from limuse_export import onnx_export, ort_session, parity
 from limuse_export.demo_sample import Utterance
-from limuse_export.optimize import optimize
+from limuse_export.passes import PASSES, apply_passes
 from limuse_export.prepare import calibrate, exportable
 from limuse_export.qonnx_check import run_qonnx
 from limuse_export.save import save_onnx
@@ -28,8 +28,6 @@ from limuse_export.sources import Source
 # qonnx's executor keeps every intermediate tensor (7.4 GB for 3 s of limuse_k32: it was OOM-killed), so
 # the static-shape QONNX file is exported, and checked against Brevitas, on the first second of audio.
 QONNX_SAMPLES = 16000
-GraphStep = Callable[[onnx.ModelProto], onnx.ModelProto]
-GRAPH_STEPS: tuple[GraphStep, ...] = (optimize,)
 FORMATS = ("qonnx", "int8", "float")
 
 
@@ -47,10 +45,9 @@ def check_writable(folder: "str | Path") -> Path:
     return folder
 
 
-def apply_steps(model: onnx.ModelProto, steps: tuple[GraphStep, ...]) -> onnx.ModelProto:
-    for step in steps:
-        model = step(model)
-    return model
+def export_onnx(fmt: str, module, inputs: dict[str, torch.Tensor]) -> onnx.ModelProto:
+    """The `fmt` file ("int8", "float" or "qonnx") of an exportable module, as the pipeline writes it."""
+    return apply_passes(onnx_export.EXPORTERS[fmt](module, inputs), PASSES[fmt])
 
 
 def _torch_inputs(inputs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -72,7 +69,7 @@ def _macs(model, n_samples: int) -> dict:
 
 
 def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
-               steps: tuple[GraphStep, ...] = GRAPH_STEPS, log: Callable[[str], None] = print) -> dict:
+               log: Callable[[str], None] = print) -> dict:
     """Write <name>.{qonnx,int8,float}.onnx and export_report.json into `out`; return the report."""
     out = check_writable(out)
     if not utterances:
@@ -89,14 +86,13 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
     qonnx_example = _torch_inputs(qonnx_utterance.inputs(cfg.cues, cfg.mic_channels))
 
     timings, files, protos = {}, {}, {}
-    jobs = [("float", source.float, onnx_export.export_float, steps, example)]
+    jobs = [("float", source.float, example)]
     if quantized is not None:
         # The onnxruntime files first: the QONNX cleanup is the slow part and should not hold them up.
-        jobs = [("int8", quantized, onnx_export.export_qcdq, steps, example)] + jobs + [
-            ("qonnx", quantized, onnx_export.export_qonnx, (), qonnx_example)]
-    for kind, model, export, graph_steps, example_inputs in jobs:
+        jobs = [("int8", quantized, example)] + jobs + [("qonnx", quantized, qonnx_example)]
+    for kind, model, example_inputs in jobs:
         start = time.perf_counter()
-        proto = apply_steps(export(exportable(model), example_inputs), graph_steps)
+        proto = export_onnx(kind, exportable(model), example_inputs)
         path = out / f"{source.name}.{kind}.onnx"
         files[path.name] = save_onnx(proto, path)
         protos[kind] = proto
@@ -107,15 +103,15 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
               "recipe": quantized.recipe.name if quantized is not None else "float",
               "files": files, "export_seconds": timings}
     ort_files = [k for k in ("int8", "float") if k in protos]
-    ops = {k: ort_check.optimized_op_counts(out / f"{source.name}.{k}.onnx") for k in ort_files}
+    ops = {k: ort_session.optimized_op_counts(out / f"{source.name}.{k}.onnx") for k in ort_files}
     for kind in ort_files:
-        leaked = ort_check.initializers_as_inputs(protos[kind])
+        leaked = ort_session.initializers_as_inputs(protos[kind])
         if leaked:
             raise RuntimeError(f"{kind} export: initializers appear as graph inputs ({leaked[:3]}...)")
     main = "int8" if "int8" in ops else "float"
     report["ort_optimized_ops"] = ops[main]
     report["ort_optimized_ops_by_file"] = ops
-    report["integer_kernels"] = {k: ort_check.kernel_summary(v) for k, v in ops.items()}
+    report["integer_kernels"] = {k: ort_session.kernel_summary(v) for k, v in ops.items()}
     report["macs"] = _macs(source.float, inputs[0]["mixture"].shape[-1])
     report["parity"], report["parity_per_utterance"] = _parity(source, quantized, out, protos, utterances, inputs, log)
     if "qonnx" in protos:
@@ -127,16 +123,16 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
 def _parity(source, quantized, out, protos, utterances, inputs, log):
     rows = {"ort_vs_brevitas": [], "float_ort_vs_torch": []}
     per_utterance = []
-    float_session = ort_check.session(out / f"{source.name}.float.onnx")
-    int8_session = ort_check.session(out / f"{source.name}.int8.onnx") if quantized is not None else None
+    float_session = ort_session.session(out / f"{source.name}.float.onnx")
+    int8_session = ort_session.session(out / f"{source.name}.int8.onnx") if quantized is not None else None
     for utterance, x in zip(utterances, inputs):
         entry = {"utterance": utterance.name, "samples": int(x["mixture"].shape[-1])}
-        entry["float_ort_vs_torch"] = parity.compare(_forward(source.float, x), ort_check.run(float_session, x),
+        entry["float_ort_vs_torch"] = parity.compare(_forward(source.float, x), ort_session.run(float_session, x),
                                                      utterance.target)
         rows["float_ort_vs_torch"].append(entry["float_ort_vs_torch"])
         if quantized is not None:
             reference = _forward(quantized, x)
-            entry["ort_vs_brevitas"] = parity.compare(reference, ort_check.run(int8_session, x), utterance.target)
+            entry["ort_vs_brevitas"] = parity.compare(reference, ort_session.run(int8_session, x), utterance.target)
             rows["ort_vs_brevitas"].append(entry["ort_vs_brevitas"])
         log(f"parity on {utterance.name}: " + ", ".join(
             f"{k} max|d|={v['max_abs']:.3g} dSI-SDR={v['si_sdr_diff_db']:.4f} dB"
@@ -162,12 +158,12 @@ def _qonnx_parity(quantized, qonnx_model, utterance: Utterance, cfg, log) -> dic
 
 def demo_si_sdr(path: "str | Path", utterance: Utterance) -> dict[str, float]:
     """Run one exported file with onnxruntime on `utterance`; SI-SDR of its output and of mic 0."""
-    session = ort_check.session(path)
+    session = ort_session.session(path)
     wanted = {i.name for i in session.get_inputs()}
     channels = session.get_inputs()[0].shape[1]
     inputs = utterance.inputs(tuple(n for n in ("voiceprint", "visual") if n in wanted), int(channels))
     start = time.perf_counter()
-    estimate = ort_check.run(session, inputs)[0]
+    estimate = ort_session.run(session, inputs)[0]
     seconds = time.perf_counter() - start
     return {"si_sdr_db": float(si_sdr(estimate, utterance.target)),
             "mixture_si_sdr_db": float(si_sdr(utterance.mixture[0], utterance.target)),

@@ -1,7 +1,7 @@
 """The printed summary of export_report.json."""
 from __future__ import annotations
 
-from limuse_export.ort_check import INTEGER_KERNELS
+from limuse_export.ort_session import INTEGER_KERNELS
 
 # Why an op stays float in onnxruntime's CPU provider (shared/spec/deployment_notes.md).
 FLOAT_REASONS = {

@@ -14,7 +14,7 @@ from limuse_edge.model import LiMuSE
 from limuse_edge.model.integer_norm import DOMAIN, MEAN_FRAC_BITS, NORM_FRAC_BITS, OP_TYPE, integer_norm_value
 from limuse_edge.quant import calibrate
 from limuse_export.integer_norm import lower_integer_norm, register_qonnx_op
-from limuse_export.onnx_export import export_qcdq
+from limuse_export.pipeline import export_onnx
 from limuse_export.prepare import example_inputs, exportable
 
 
@@ -55,7 +55,7 @@ def test_int8_file_of_an_inorm_model_runs_in_onnxruntime_and_equals_brevitas():
     inputs = example_inputs(model, 4000)
     calibrate(model, [inputs])
     model.eval()
-    proto = export_qcdq(exportable(model), inputs)
+    proto = export_onnx("int8", exportable(model), inputs)
     assert not any(n.domain == DOMAIN for n in proto.graph.node)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]

@@ -5,7 +5,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from limuse_export.optimize import norm_to_instance_norm, op_counts, optimize, prelu_to_leaky_relu
+from limuse_export.optimize import norm_to_instance_norm, op_counts, prelu_to_leaky_relu
+from limuse_export.passes import PASSES, apply_passes
 
 
 def prelu_graph() -> onnx.ModelProto:
@@ -43,7 +44,7 @@ def test_single_slope_prelu_becomes_leaky_relu_bit_exactly():
 
 def test_optimize_keeps_the_graph_contract():
     model = prelu_graph()
-    optimized = optimize(model)
+    optimized = apply_passes(model, PASSES["float"])
     assert [i.name for i in optimized.graph.input] == ["x"]
     assert [o.name for o in optimized.graph.output] == ["y"]
 
@@ -92,7 +93,7 @@ def test_norm_over_other_axes_is_left_alone():
 
 def test_tac_concat_split_into_two_gemms_keeps_the_output(tiny_quantized, tmp_path):
     from limuse_edge.model.blocks import TAC
-    from limuse_export import onnx_export, ort_check
+    from limuse_export import onnx_export, ort_session
     from limuse_export.optimize import split_tac_concat
     from limuse_export.prepare import example_inputs, exportable
     from limuse_export.save import save_onnx
@@ -108,11 +109,11 @@ def test_tac_concat_split_into_two_gemms_keeps_the_output(tiny_quantized, tmp_pa
     assert after.get("Expand", 0) == before["Expand"] - tacs
     save_onnx(model, tmp_path / "before.onnx")
     save_onnx(split, tmp_path / "after.onnx")
-    fused = ort_check.optimized_op_counts(tmp_path / "after.onnx")
-    assert fused.get("QGemm", 0) == ort_check.optimized_op_counts(tmp_path / "before.onnx").get("QGemm", 0) + tacs
+    fused = ort_session.optimized_op_counts(tmp_path / "after.onnx")
+    assert fused.get("QGemm", 0) == ort_session.optimized_op_counts(tmp_path / "before.onnx").get("QGemm", 0) + tacs
     for n, seed in ((4000, 0), (5000, 1)):  # two lengths: the broadcast shapes are computed, not frozen
         x = {k: v.numpy() for k, v in example_inputs(quantized, n, seed=seed).items()}
-        reference = ort_check.run(ort_check.session(tmp_path / "before.onnx"), x)
+        reference = ort_session.run(ort_session.session(tmp_path / "before.onnx"), x)
         # the integer sums are equal; only the float scaling of two partial sums may round differently
-        np.testing.assert_allclose(ort_check.run(ort_check.session(tmp_path / "after.onnx"), x), reference,
+        np.testing.assert_allclose(ort_session.run(ort_session.session(tmp_path / "after.onnx"), x), reference,
                                    rtol=0, atol=1e-5 * np.abs(reference).max())

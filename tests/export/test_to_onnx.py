@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 
-from limuse_export import onnx_export, ort_check, parity
+from limuse_export import onnx_export, ort_session, parity
 from limuse_export.prepare import example_inputs, exportable
 
 LENGTHS = (4000, 5000)  # as in conftest.py: the context codec pads these differently
@@ -29,14 +29,14 @@ def test_contract_names_dynamic_axes_and_no_initializer_inputs(tiny_onnx):
         assert inputs == {"mixture": ["batch", 2, "samples"], "voiceprint": ["batch", 512],
                           "visual": ["batch", "frames", 256]}, kind
         assert [o.name for o in model.graph.output] == ["target"]
-        assert ort_check.initializers_as_inputs(model) == []
+        assert ort_session.initializers_as_inputs(model) == []
 
 
 @pytest.mark.xfail(strict=True, reason="measured: ORT leaves the strided encoder Conv (DQ->Conv, C=2->N, kernel L) "
                    "in float; every other quantized conv/linear fuses. Cause not yet found.")
 def test_ort_fuses_quantized_layers_into_integer_kernels(tiny_onnx):
-    ops = ort_check.optimized_op_counts(tiny_onnx["int8"])
-    summary = ort_check.kernel_summary(ops)
+    ops = ort_session.optimized_op_counts(tiny_onnx["int8"])
+    summary = ort_session.kernel_summary(ops)
     assert summary["integer"].get("QLinearConv", 0) >= 1
     assert sum(v for k, v in summary["integer"].items() if k.startswith(("MatMulInteger", "QLinearMatMul", "QGemm"))) >= 1
     # Only the float decoder may keep a float weight op.
@@ -49,13 +49,13 @@ def test_ort_fuses_quantized_layers_into_integer_kernels(tiny_onnx):
 @pytest.mark.parametrize("n_samples", LENGTHS)
 def test_int8_ort_matches_brevitas_at_two_lengths(tiny_quantized, tiny_onnx, n_samples):
     quantized, _ = tiny_quantized
-    session = ort_check.session(tiny_onnx["int8"])
+    session = ort_session.session(tiny_onnx["int8"])
     rng = np.random.default_rng(n_samples)
     for seed in range(2):
         x = _inputs(quantized, n_samples, seed=10 + seed)
         with torch.no_grad():
             reference = quantized(**{k: torch.from_numpy(v) for k, v in x.items()}).numpy()
-        out = ort_check.run(session, x)
+        out = ort_session.run(session, x)
         assert out.shape == (1, n_samples)
         target = reference[0] + 0.3 * rng.standard_normal(n_samples)
         result = parity.compare(reference[0], out[0], target)
@@ -65,12 +65,12 @@ def test_int8_ort_matches_brevitas_at_two_lengths(tiny_quantized, tiny_onnx, n_s
 
 def test_float_ort_matches_torch_and_batches(tiny_quantized, tiny_onnx):
     _, floating = tiny_quantized
-    session = ort_check.session(tiny_onnx["float"])
+    session = ort_session.session(tiny_onnx["float"])
     x = {k: np.concatenate([v, v[:, ::-1].copy() if k == "mixture" else v]) for k, v in
          _inputs(floating, LENGTHS[1], seed=3).items()}
     with torch.no_grad():
         reference = floating(**{k: torch.from_numpy(v) for k, v in x.items()}).numpy()
-    out = ort_check.run(session, x)
+    out = ort_session.run(session, x)
     assert out.shape == (2, LENGTHS[1])
     assert np.abs(out - reference).max() <= 1e-4 * np.abs(reference).max()
 

@@ -7,16 +7,14 @@ import torch
 
 from limuse_edge.checkpoint import build_model
 from limuse_edge.config import PRESETS
-from limuse_export import onnx_export
-from limuse_export.pipeline import GRAPH_STEPS, apply_steps
+from limuse_export.pipeline import export_onnx
 from limuse_export.prepare import example_inputs, exportable
 from limuse_export.save import save_onnx
 
 
 def export_float(model, path):
     """`model` as the export pipeline writes its float file."""
-    proto = onnx_export.export_float(exportable(model), example_inputs(model, 16000))
-    save_onnx(apply_steps(proto, GRAPH_STEPS), path)
+    save_onnx(export_onnx("float", exportable(model), example_inputs(model, 16000)), path)
     return path
 
 

@@ -1,5 +1,5 @@
 """Golden engine against Brevitas on the `tiny` preset with the w3a8-po2 recipe, exported by the project's
-QONNX exporter (limuse_export.onnx_export.export_qonnx): every integer layer's codes, fed Brevitas's input
+QONNX exporter (limuse_export.pipeline.export_onnx("qonnx", ...)): every integer layer's codes, fed Brevitas's input
 codes, equal Brevitas's output codes; end to end, every quantized tensor equals Brevitas's and the waveform
 matches within float rounding. Bad models (non-power-of-two scales, an int32 overflow) are refused with
 errors naming the node or layer. (limuse_k32: benchmarks/test_golden.py, which reuses these helpers.)
@@ -47,10 +47,10 @@ def example_inputs(model, samples: int = SAMPLES, video_frames: int = VIDEO_FRAM
 
 def export_qonnx(model, inputs: dict, path):
     """The project's QONNX export (fixed shape of `inputs`, qonnx-cleaned), written to `path`."""
-    from limuse_export.onnx_export import export_qonnx as project_export_qonnx
+    from limuse_export.pipeline import export_onnx
     from limuse_export.prepare import exportable
     from limuse_export.save import save_onnx
-    save_onnx(project_export_qonnx(exportable(model), inputs), path)
+    save_onnx(export_onnx("qonnx", exportable(model), inputs), path)
     return path
 
 
