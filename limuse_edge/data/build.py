@@ -33,8 +33,7 @@ from limuse_edge.data.cues import VOICEPRINT_VERSION, visual_features, voiceprin
 from limuse_edge.data.spatial import MIC_SPACING, mix, snr_at_mic0, spatialise
 from limuse_edge.data.speech import estimate_gender, fit_length, read_speech, scan_speech_dir
 from limuse_edge.data.talker import Speaker, grid_sentence, make_speaker, synthesize
-
-SAMPLE_RATE = 16000
+from limuse_runtime.contract import SAMPLE_RATE
 SNR_RANGE_DB = (-5.0, 5.0)
 DISTANCE_RANGE_M = (1.0, 4.0)
 PEAK_RANGE = (0.3, 0.9)  # mixture peak level: recordings come at different levels

@@ -24,13 +24,10 @@ from scipy.fft import dct
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import stft
 
-SAMPLE_RATE = 16000
-VOICEPRINT_DIM = 512
+from limuse_runtime.contract import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VISUAL_DIM, VOICEPRINT_DIM, n_video_frames
+
 VOICEPRINT_SEED = 20211104
 VOICEPRINT_VERSION = 1
-VISUAL_DIM = 256
-FPS = 25
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 _N_MELS, _N_CEPS = 40, 19
 
 # Centre and spread of the 40 statistics over 16 synthetic speakers x 3 utterances (seeds 0-15 of
@@ -106,11 +103,6 @@ def voiceprint(wave: np.ndarray) -> np.ndarray:
     return (embedding / (np.linalg.norm(embedding) + 1e-12)).astype(np.float32)
 
 
-def n_video_frames(n_samples: int) -> int:
-    """Video frames covering `n_samples` audio samples at 25 fps (75 for 3 s)."""
-    return int(round(n_samples / SAMPLES_PER_FRAME))
-
-
 def _articulation(wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mouth opening in [0, 1] and lip rounding in [0, 1], every 10 ms."""
     _, _, spec = stft(wave, nperseg=320, noverlap=160, nfft=512, boundary="even", padded=True)
@@ -143,7 +135,7 @@ def visual_features(wave: np.ndarray, face_seed: int, lag_seconds: float = 0.0, 
     wave = _check_wave(wave, "visual_features")
     opening, rounding = _articulation(wave)
     n_frames = n_video_frames(len(wave))
-    centres = (np.arange(n_frames) + 0.5) * SAMPLES_PER_FRAME / SAMPLE_RATE - lag_seconds
+    centres = (np.arange(n_frames) + 0.5) * SAMPLES_PER_VIDEO_FRAME / SAMPLE_RATE - lag_seconds
     track_t = np.arange(len(opening)) * 0.01
     o = np.interp(centres, track_t, opening)
     r = np.interp(centres, track_t, rounding)

@@ -16,9 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from limuse_edge.data import layout
-from limuse_edge.data.cues import SAMPLES_PER_FRAME, VISUAL_DIM, VOICEPRINT_DIM, n_video_frames
-
-SAMPLE_RATE = 16000
+from limuse_runtime.contract import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VISUAL_DIM, VOICEPRINT_DIM, n_video_frames
 VOICEPRINT_SOURCES = ("target", "reference")
 _FRAME_SLACK = 2  # lip tracks a frame or two longer or shorter than the audio are trimmed or padded
 
@@ -51,7 +49,7 @@ class MCGridDataset(Dataset):
         self.segment = None
         if segment_seconds is not None:
             samples = int(round(segment_seconds * SAMPLE_RATE))
-            if samples <= 0 or samples % SAMPLES_PER_FRAME:
+            if samples <= 0 or samples % SAMPLES_PER_VIDEO_FRAME:
                 raise ValueError(f"segment_seconds: got {segment_seconds}; expected a positive multiple of 0.04 s "
                                  "(one 25 fps video frame), e.g. 2.0")
             self.segment = samples
@@ -130,16 +128,16 @@ class MCGridDataset(Dataset):
         }
 
     def _crop(self, mixture, target, visual):
-        seg, seg_frames = self.segment, self.segment // SAMPLES_PER_FRAME
+        seg, seg_frames = self.segment, self.segment // SAMPLES_PER_VIDEO_FRAME
         if len(mixture) < seg:  # short utterance: pad with silence (and no face) at the end
             pad = seg - len(mixture)
             mixture = np.pad(mixture, ((0, pad), (0, 0)))
             target = np.pad(target, (0, pad))
         if len(visual) < seg_frames:
             visual = np.pad(visual, ((0, seg_frames - len(visual)), (0, 0)))
-        last_start = min(len(mixture) - seg, (len(visual) - seg_frames) * SAMPLES_PER_FRAME) // SAMPLES_PER_FRAME
+        last_start = min(len(mixture) - seg, (len(visual) - seg_frames) * SAMPLES_PER_VIDEO_FRAME) // SAMPLES_PER_VIDEO_FRAME
         frame = int(self._generator().integers(0, last_start + 1))
-        start = frame * SAMPLES_PER_FRAME
+        start = frame * SAMPLES_PER_VIDEO_FRAME
         return mixture[start:start + seg], target[start:start + seg], visual[frame:frame + seg_frames]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.fft import next_fast_len
 
-SAMPLE_RATE = 16000
+from limuse_runtime.contract import SAMPLE_RATE
 SPEED_OF_SOUND = 343.0  # m/s, dry air at 20 degrees C
 MIC_SPACING = 0.07  # m, as in MC_Grid
 

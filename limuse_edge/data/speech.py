@@ -15,8 +15,7 @@ from scipy.signal import resample_poly
 
 from limuse_edge.data.cues import _pitch_track
 from limuse_edge.data.layout import safe_name
-
-SAMPLE_RATE = 16000
+from limuse_runtime.contract import SAMPLE_RATE
 AUDIO_SUFFIXES = (".wav", ".flac")
 MIN_SPEAKERS = 4
 FEMALE_F0 = 165.0

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import istft, stft
 
-SAMPLE_RATE = 16000
+from limuse_runtime.contract import SAMPLE_RATE
 _NFFT = 512
 _HOP = 128  # control tracks live on the STFT frame grid (8 ms)
 
