@@ -126,6 +126,9 @@ def _balanced(genders: dict[str, str], counts: dict[str, int], rng: np.random.Ge
 def _speaker_counts(n_lines: dict[str, int], n_speakers: int) -> dict[str, int]:
     active = [s for s in layout.SPLITS if n_lines[s] > 0]
     counts = {s: 0 for s in layout.SPLITS}
+    if len(active) == 1:  # one split (a held-out set from a folder of its own voices): every speaker
+        counts[active[0]] = n_speakers
+        return counts
     for s in ("valid", "test"):
         if s in active:
             counts[s] = max(2, round(0.15 * n_speakers))

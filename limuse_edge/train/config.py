@@ -14,7 +14,8 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)  # ModelConfig fields changed from the preset
     recipe: str = "float"
     init_from: str | None = None  # a float checkpoint to fine-tune from (QAT)
-    data: str = "data/corpus"  # a directory in the MC_Grid layout
+    data: str = "data/corpus"  # a directory in the MC_Grid layout (its valid split validates)
+    dynamic_mixing: str | None = None  # a speech pool (make-speech-pool): fresh train mixtures every step
     voiceprint_source: str = "target"
     segment_seconds: float = 3.0
     batch_size: int = 4
@@ -35,6 +36,11 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     log_every: int = 10
+    compile: bool = False  # torch.compile the training forward (inductor; same loss within float rounding)
+
+    # Keys a --resume may change: they decide how long and how fast the run goes, not what it learns.
+    RESUMABLE = ("epochs", "max_minutes", "threads", "num_workers", "log_every", "compile",
+                 "early_stop_patience")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -56,3 +62,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def check_resumes(self, saved: dict, source: str) -> None:
+        """Refuses to resume a run whose checkpoint was made under another configuration."""
+        mine = self.to_dict()
+        differ = {k: (saved.get(k), mine[k]) for k in mine if k not in self.RESUMABLE and saved.get(k) != mine[k]}
+        if differ:
+            raise ValueError(f"--resume: {source} was trained with another configuration (saved vs now: "
+                             f"{differ}); expected the same config, changing only {list(self.RESUMABLE)}")

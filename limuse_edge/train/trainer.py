@@ -66,6 +66,15 @@ class _Distributed:
         return self.rank == 0
 
 
+def _stream_loader(dataset, cfg: TrainConfig, dist: _Distributed, step: int, n_steps: int) -> DataLoader:
+    """The next `n_steps` batches of a dynamic-mixing stream from `step` on: items are numbered across
+    steps and ranks, so a resumed run and every rank draw their own, never-repeated mixtures."""
+    from limuse_edge.data.dynamic import StreamSampler
+    first = step * cfg.batch_size * dist.world
+    return DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                      sampler=StreamSampler(first, n_steps * cfg.batch_size, dist.rank, dist.world))
+
+
 def _loader(dataset, cfg: TrainConfig, dist: _Distributed, train: bool) -> DataLoader:
     from limuse_edge.data import make_loader
     if dist.world == 1:
@@ -106,25 +115,37 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         raise FileNotFoundError(f"--resume: no checkpoint {str(last_path)!r} to resume from; "
                                 f"run once without --resume first")
 
+    ckpt = read_checkpoint(last_path) if resume else None
+    if ckpt is not None:  # before any work: a resumed run must be the run it continues
+        cfg.check_resumes(ckpt.get("meta", {}).get("train_config", {}), str(last_path))
     model, needs_calibration = _build_model(cfg)
-    train_set = MCGridDataset(cfg.data, "train", segment_seconds=cfg.segment_seconds,
-                              voiceprint_source=cfg.voiceprint_source, seed=cfg.seed, limit=cfg.limit_train)
+    if cfg.dynamic_mixing:
+        from limuse_edge.data.dynamic import DynamicMixDataset
+        if cfg.steps_per_epoch is None:
+            raise ValueError("dynamic_mixing: the stream has no end; expected steps_per_epoch to say how many "
+                             "steps make an epoch (one validation and checkpoint)")
+        train_set = DynamicMixDataset(cfg.dynamic_mixing, cfg.segment_seconds, seed=cfg.seed)
+        train_loader = None  # made per epoch, from the step the epoch starts at
+    else:
+        train_set = MCGridDataset(cfg.data, "train", segment_seconds=cfg.segment_seconds,
+                                  voiceprint_source=cfg.voiceprint_source, seed=cfg.seed, limit=cfg.limit_train)
+        train_loader = _loader(train_set, cfg, dist, train=True)
     valid_set = MCGridDataset(cfg.data, "valid", segment_seconds=None,
                               voiceprint_source=cfg.voiceprint_source, seed=cfg.seed, limit=cfg.limit_valid)
-    train_loader = _loader(train_set, cfg, dist, train=True)
     valid_loader = _loader(valid_set, cfg, dist, train=False)
 
     state = {"epoch": 0, "step": 0, "best": -math.inf, "bad_epochs": 0, "history": [], "train_seconds": 0.0,
              "audio_seconds": 0.0}
-    ckpt = None
-    if resume:
-        ckpt = read_checkpoint(last_path)
+    if ckpt is not None:
         load_state(model, ckpt["state_dict"], source=str(last_path))
         state.update(ckpt["train_state"])
     elif needs_calibration:
-        calibrate(model, train_loader, cfg.calibration_batches, torch.device("cpu"))
+        calibrate(model, train_loader or _stream_loader(train_set, cfg, dist, 0, cfg.calibration_batches),
+                  cfg.calibration_batches, torch.device("cpu"))
     model.to(device)
     net = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
+    if cfg.compile:
+        net = torch.compile(net)
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.plateau_factor,
@@ -141,12 +162,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     started = time.monotonic()
     model.train()
     while state["epoch"] < cfg.epochs:
-        if dist.world > 1:
-            train_loader.sampler.set_epoch(state["epoch"])
-        n_steps = len(train_loader) if cfg.steps_per_epoch is None else min(cfg.steps_per_epoch, len(train_loader))
+        if cfg.dynamic_mixing:
+            n_steps = cfg.steps_per_epoch
+            batches = _stream_loader(train_set, cfg, dist, state["step"], n_steps)
+        else:
+            if dist.world > 1:
+                train_loader.sampler.set_epoch(state["epoch"])
+            n_steps = len(train_loader) if cfg.steps_per_epoch is None else min(cfg.steps_per_epoch, len(train_loader))
+            batches = train_loader
         bar = tqdm(total=n_steps, desc=f"epoch {state['epoch'] + 1}", disable=not dist.main, leave=False)
         epoch_loss, epoch_start, epoch_audio = 0.0, time.monotonic(), 0.0
-        for i, batch in enumerate(train_loader):
+        for i, batch in enumerate(batches):
             if i >= n_steps:
                 break
             est = net(*model_inputs(model, batch, device))
@@ -173,7 +199,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         lr = optimizer.param_groups[0]["lr"]
         record = {"epoch": state["epoch"], "step": state["step"], "train_loss": epoch_loss / max(n_steps, 1),
                   "valid_si_sdr": valid_si_sdr, "lr": lr, "audio_per_second": epoch_audio / max(elapsed, 1e-9),
-                  "train_seconds": state["train_seconds"]}
+                  "train_seconds": state["train_seconds"], "audio_seconds": state["audio_seconds"]}
         state["history"].append(record)
         improved = valid_si_sdr > state["best"]
         state["best"] = max(state["best"], valid_si_sdr)
