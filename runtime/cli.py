@@ -43,7 +43,8 @@ def dispatch(name: str, argv: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="limuse-run", description=__doc__.splitlines()[0],
                                      epilog=f"sub-commands: {', '.join(SUBCOMMANDS)}")
-    parser.add_argument("--model", required=True, help="exported <name>.int8.onnx or <name>.float.onnx")
+    parser.add_argument("--model", required=True,
+                        help="exported <name>.int8.onnx, <name>.float.onnx or <name>.packed.bin (native engine)")
     parser.add_argument("--mixture", required=True, help="16 kHz wav with the model's microphone channels")
     parser.add_argument("--voiceprint", help="(512,) .npy speaker embedding; required unless the model has no VP")
     parser.add_argument("--visual", help="(frames, 256) .npy lip features at 25 fps; missing means no face")
@@ -61,9 +62,13 @@ def run(argv: list[str]) -> int:
         from limuse_runtime.backend import OrtSeparator
         from limuse_runtime.streaming import (DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, WindowPlan, load_visual,
                                               load_voiceprint, separate_file)
-        plan = WindowPlan.from_seconds(DEFAULT_WINDOW_S if args.window is None else args.window,
-                                       DEFAULT_OVERLAP_S if args.overlap is None else args.overlap)
-        separator = OrtSeparator(args.model, threads=args.threads)
+        from limuse_runtime.native.binding import is_packed_model, native_separator
+        if is_packed_model(args.model):  # <name>.packed.bin: the native integer engine (runtime/native)
+            separator, plan = native_separator(args.model, args.threads, args.window, args.overlap)
+        else:
+            plan = WindowPlan.from_seconds(DEFAULT_WINDOW_S if args.window is None else args.window,
+                                           DEFAULT_OVERLAP_S if args.overlap is None else args.overlap)
+            separator = OrtSeparator(args.model, threads=args.threads)
         voiceprint = load_voiceprint(args.voiceprint) if args.voiceprint else None
         visual = load_visual(args.visual) if args.visual else None
         if voiceprint is None and separator.contract.has_voiceprint:

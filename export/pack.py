@@ -1,0 +1,593 @@
+"""Pack a QONNX export into `<name>.packed.bin`, the native engine's model file (runtime/native/FORMAT.md).
+
+One source of truth: the packer lowers the QONNX graph with the golden engine's own passes
+(`limuse_runtime.golden.lower`: constant folding, then Quant/Conv/MatMul chains fused into IntegerLayers)
+and walks the lowered graph once with the golden op handlers on a zero input of the graph's (static)
+shape. Every node becomes one or more typed kernel records of what the handler did in that case
+(integer requantization, integer layer, integer norm, integer residual add, PReLU table, strided copy,
+float op), so the C engine repeats the golden engine's arithmetic op for op, without a graph, a
+type check or a shape inference of its own. Weights and every integer array are bit-packed at the width
+they need (3-bit weights: 3 bits each); activations get static offsets in one arena.
+
+    python -m limuse_export.pack build/m.qonnx.onnx build/m.packed.bin
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import sys
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from limuse_runtime.contract import INPUT_NAMES, OUTPUT_NAME, SAMPLE_RATE, atomic_write_bytes
+from limuse_runtime.golden import fixed_point as fp
+from limuse_runtime.golden.engine import _RunContext
+from limuse_runtime.golden.fixed_point import GoldenError, QTensor
+from limuse_runtime.golden.graph import load_graph
+from limuse_runtime.golden.lower import TORCH_MODULE_DOC, lower
+from limuse_runtime.golden.ops import LAYOUT, OPS, conv_params, linear_resize_taps
+
+MAGIC = b"LIMUSEPK"
+VERSION = 1
+RECIPE = "w3a8-po2-inorm"  # the recipe whose models the engine represents
+INT, FLOAT = 0, 1
+ALIGN = 16  # arena offsets in elements (64 bytes)
+MAX_RANK = 8
+
+# Kernel opcodes (runtime/native/FORMAT.md, "Kernels"); the C engine's enum has the same numbers.
+OP_QUANT_FLOAT, OP_REQUANT, OP_LINEAR, OP_CONV, OP_INORM, OP_ADD_INT, OP_BINARY_FLOAT = 1, 2, 3, 4, 5, 6, 7
+OP_PRELU_TABLE, OP_TABLE, OP_COPY, OP_ZERO, OP_REDUCE_MEAN, OP_RESIZE, OP_CONV_TRANSPOSE = 8, 9, 10, 11, 12, 13, 14
+BINARY_CODES = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}
+ALIASES = {"Reshape", "Squeeze", "Unsqueeze", "Identity", "Flatten"}  # contiguous reinterpretations
+FLOAT_NORMS = {"InstanceNormalization", "LayerNormalization", "Sqrt"}
+
+
+class PackError(GoldenError):
+    """A model the native engine cannot represent."""
+
+
+# ---------------------------------------------------------------- encoding
+def varint(value: int) -> bytes:
+    """Zigzag LEB128: small numbers of either sign take one byte."""
+    value = int(value)
+    z = (value << 1) ^ (value >> 63) if value < 0 else value << 1
+    out = bytearray()
+    while True:
+        byte = z & 0x7F
+        z >>= 7
+        if z:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def packed_ints(values: np.ndarray) -> bytes:
+    """count, bit width b, then every value as b-bit two's complement, LSB first (FORMAT.md)."""
+    values = np.asarray(values, np.int64).ravel()
+    lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    if bits > 32:
+        raise PackError(f"integer array outside int32 ([{lo}, {hi}])")
+    u = (values & ((1 << bits) - 1)).astype(np.uint64)
+    bitplanes = ((u[:, None] >> np.arange(bits, dtype=np.uint64)) & 1).astype(np.uint8).ravel()
+    return varint(values.size) + varint(bits) + np.packbits(bitplanes, bitorder="little").tobytes()
+
+
+def floats(values: np.ndarray) -> bytes:
+    values = np.asarray(values, np.float32).ravel()
+    return varint(values.size) + values.astype("<f4").tobytes()
+
+
+@dataclass
+class Value:
+    kind: int
+    size: int
+    exponent: int = 0
+    bound: int = 0  # max |code| for integer values (static)
+    first: int = -1
+    last: int = -1
+    offset: int = -1
+
+
+@dataclass
+class Program:
+    values: list = field(default_factory=list)
+    records: list = field(default_factory=list)  # (opcode, payload, value ids used, value ids written, stage)
+    stages: list = field(default_factory=list)  # names of the model's top-level modules, in order of use
+    stage: int = 0
+
+    def new_value(self, kind: int, size: int, exponent: int = 0, bound: int = 0) -> int:
+        self.values.append(Value(kind, int(size), int(exponent), int(bound)))
+        return len(self.values) - 1
+
+    def emit(self, opcode: int, fields: list, inputs: list, outputs: list, blobs: bytes = b"") -> None:
+        payload = b"".join(varint(v) for v in fields) + blobs
+        self.records.append((opcode, payload, inputs, outputs, self.stage))
+
+    def enter_stage(self, name: str) -> None:
+        if name not in self.stages:
+            self.stages.append(name)
+        self.stage = self.stages.index(name)
+
+
+# ---------------------------------------------------------------- compiling the lowered graph
+def _stage(node) -> str:
+    """The top-level torch module a node belongs to (encoder, audio_stage, fusion_stage, mask, decoder, ...),
+    from the module name the export records in its doc_string (or an integer layer's name)."""
+    name = node.doc[len(TORCH_MODULE_DOC):].strip() if node.doc.startswith(TORCH_MODULE_DOC) else \
+        (node.name if node.op == "IntegerLayer" else "")
+    return name.split(".")[0] if name else "graph"
+
+
+def _strided(node, args, shape) -> "tuple[tuple, int, tuple] | None":
+    """The layout op as (out shape, source offset, source strides) in elements, from the golden handler
+    applied to an index array; None if it is not an affine view."""
+    index = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+    out = np.asarray(LAYOUT[node.op](node, index, args))
+    if out.size == 0:
+        return None
+    if np.shares_memory(out, index):
+        offset = (out.__array_interface__["data"][0] - index.__array_interface__["data"][0]) // 8
+        return out.shape, int(offset), tuple(s // 8 for s in out.strides)
+    offset = int(out.flat[0])
+    strides = tuple(int(out[(0,) * d + (1,) + (0,) * (out.ndim - d - 1)] - offset) if out.shape[d] > 1 else 0
+                    for d in range(out.ndim))
+    rebuilt = np.full(out.shape, offset, np.int64)
+    for d, s in enumerate(strides):
+        rebuilt += (np.arange(out.shape[d], dtype=np.int64) * s).reshape((-1,) + (1,) * (out.ndim - d - 1))
+    return (out.shape, offset, strides) if np.array_equal(rebuilt, out) else None
+
+
+def _contiguous_strides(shape) -> tuple:
+    strides, step = [], 1
+    for d in reversed(shape):
+        strides.append(step)
+        step *= int(d)
+    return tuple(reversed(strides))
+
+
+def _broadcast(shape, out_shape) -> tuple:
+    """Strides (elements) that read a contiguous `shape` broadcast to `out_shape`."""
+    shape = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    return tuple(0 if d == 1 and o != 1 else s for d, o, s in zip(shape, out_shape, _contiguous_strides(shape)))
+
+
+def _copy_fields(out_id, in_id, dims, dst_off, dst_strides, src_off, src_strides, dequant=None):
+    if len(dims) > MAX_RANK:
+        raise PackError(f"a layout op of rank {len(dims)}; the native engine handles rank <= {MAX_RANK}")
+    fields = [out_id, in_id, 0 if dequant is None else 1, dequant or 0, len(dims), *dims, dst_off, *dst_strides,
+              src_off, *src_strides]
+    return fields
+
+
+class Compiler:
+    """Walks the lowered graph with the golden handlers, emitting kernel records as it goes."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.program = Program()
+        self.ids: dict = {}  # graph value name -> value id
+        self.ctx = _RunContext({}, None)
+
+    def value_id(self, name: str, value) -> int:
+        if name not in self.ids:
+            raise PackError(f"value {name!r} is a constant the native engine does not take as an operand")
+        return self.ids[name]
+
+    def define(self, name: str, value, bound: int = 0) -> int:
+        if isinstance(value, QTensor):
+            if not value.per_tensor:
+                raise PackError(f"value {name!r} has per-channel scales; the native engine takes per-tensor "
+                                f"activation scales (recipe {RECIPE})")
+            vid = self.program.new_value(INT, value.codes.size, int(value.exponent), bound)
+        else:
+            value = np.asarray(value)
+            if value.dtype != np.float32:
+                raise PackError(f"value {name!r} is {value.dtype}; expected float32 or integer codes")
+            vid = self.program.new_value(FLOAT, value.size)
+        self.ids[name] = vid
+        return vid
+
+    def bound_of(self, name: str) -> int:
+        return self.program.values[self.ids[name]].bound
+
+    def compile(self, inputs: dict) -> dict:
+        values = dict(self.graph.constants)
+        for name in self.graph.inputs:
+            values[name] = inputs[name]
+            self.define(name, inputs[name])
+        last_use = {}
+        for i, node in enumerate(self.graph.nodes):
+            for name in node.inputs:
+                last_use[name] = i
+        for i, node in enumerate(self.graph.nodes):
+            args = [values[n] if n else None for n in node.inputs]
+            self.program.enter_stage(_stage(node))
+            try:
+                results = OPS[node.op](node, args, self.ctx)
+            except GoldenError:
+                raise
+            except Exception as exc:
+                raise PackError(f"node {node.name} ({node.op}): {type(exc).__name__}: {exc}") from exc
+            self.lower_node(node, args, results)
+            for name, value in zip(node.outputs, results):
+                values[name] = value
+            for name in node.inputs:
+                if last_use.get(name) == i and name not in self.graph.outputs and name not in self.graph.constants:
+                    values.pop(name, None)
+        return values
+
+    # ---- one node
+    def lower_node(self, node, args, results) -> None:
+        op = node.op
+        x, y = args[0] if args else None, results[0]
+        out_name = node.outputs[0]
+        where = f"node {node.name} ({op})"
+        p = self.program
+        if op == "Quant":
+            lo, hi = fp.code_range(y.bits, y.signed, y.narrow)
+            if y.bits > 8:
+                raise PackError(f"{where}: {y.bits}-bit activations; the native engine takes <= 8-bit codes")
+            xi = self.value_id(node.inputs[0], x)
+            out = self.define(out_name, y, max(-lo, hi))
+            if isinstance(x, QTensor):
+                p.emit(OP_REQUANT, [out, xi, y.codes.size, int(y.exponent) - int(x.exponent), lo, hi], [xi], [out])
+            else:
+                p.emit(OP_QUANT_FLOAT, [out, xi, y.codes.size, int(y.exponent), lo, hi], [xi], [out])
+        elif op == "IntegerLayer":
+            self.integer_layer(node, x, y)
+        elif op == "IntegerNorm":
+            self.integer_norm(node, args, y)
+        elif op in ("Add", "Sub") and isinstance(x, QTensor) and isinstance(args[1], QTensor):
+            a, b = args
+            e = min(int(a.exponent), int(b.exponent))
+            sa, sb = int(a.exponent) - e, int(b.exponent) - e
+            bound = (self.bound_of(node.inputs[0]) << sa) + (self.bound_of(node.inputs[1]) << sb)
+            if bound > fp.INT32_MAX:
+                raise PackError(f"{where}: the residual sum can reach {bound}, beyond int32; the native engine "
+                                f"keeps integer tensors in int32")
+            ai, bi = self.value_id(node.inputs[0], a), self.value_id(node.inputs[1], b)
+            out = self.define(out_name, y, bound)
+            dims = tuple(y.codes.shape)
+            p.emit(OP_ADD_INT, [out, ai, bi, 1 if op == "Sub" else 0, sa, sb, len(dims), *dims,
+                                *_broadcast(a.codes.shape, dims), *_broadcast(b.codes.shape, dims)], [ai, bi], [out])
+        elif op in BINARY_CODES:
+            self.binary_float(node, args, y)
+        elif op == "PRelu":
+            slope = np.asarray(args[1].dequantize() if isinstance(args[1], QTensor) else args[1], np.float32)
+            if not (isinstance(x, QTensor) and x.bits is not None and x.bits <= 8 and slope.size == 1):
+                raise PackError(f"{where}: PReLU on a float or wide tensor or with per-channel slopes; the "
+                                f"native engine tables PReLU on 8-bit codes (recipe {RECIPE})")
+            xi = self.value_id(node.inputs[0], x)
+            out = self.define(out_name, y)
+            p.emit(OP_PRELU_TABLE, [out, xi, x.codes.size, int(x.exponent), int(x.signed)], [xi], [out],
+                   floats(slope))
+        elif op in ("Sigmoid", "Tanh", "Relu"):
+            if not (isinstance(x, QTensor) and x.bits is not None and x.bits <= 8):
+                raise PackError(f"{where}: {op} on a float tensor; the native engine tables it on 8-bit codes")
+            codes = np.arange(256, dtype=np.uint8).view(np.int8) if x.signed else np.arange(256, dtype=np.uint8)
+            table = OPS[op](node, [QTensor(codes, x.exponent, x.bits, x.signed, x.narrow)], self.ctx)[0]
+            xi = self.value_id(node.inputs[0], x)
+            out = self.define(out_name, y)
+            p.emit(OP_TABLE, [out, xi, x.codes.size, int(x.signed)], [xi], [out], floats(table))
+        elif op in ALIASES:
+            self.ids[out_name] = self.value_id(node.inputs[0], x)
+        elif op == "Pad":
+            self.pad(node, args, y)
+        elif op in LAYOUT:
+            self.layout(node, args, y)
+        elif op == "Concat":
+            self.concat(node, args, y)
+        elif op == "ReduceMean":
+            self.reduce_mean(node, args, y)
+        elif op == "Resize":
+            self.resize(node, args, y)
+        elif op == "ConvTranspose":
+            self.conv_transpose(node, args, y)
+        elif op in FLOAT_NORMS:
+            raise PackError(f"{where}: a float normalisation; the native engine needs integer norms "
+                            f"(recipe {RECIPE})")
+        else:
+            raise PackError(f"{where}: op {op} is not supported by the native engine (models of recipe {RECIPE})")
+
+    def integer_layer(self, node, x, y) -> None:
+        layer = node.attrs["layer"]
+        if not isinstance(x, QTensor) or x.bits is None or x.bits > 8:
+            raise PackError(f"layer {layer.name}: input is not 8-bit codes; the native engine takes quantized "
+                            f"8-bit inputs (recipe {RECIPE})")
+        bound = layer.accumulator_bound(x)
+        if bound > fp.INT32_MAX:
+            raise PackError(f"layer {layer.name}: accumulator bound {bound} exceeds int32 "
+                            f"({fp.INT32_MAX}); lower the weight bits or the layer's fan-in")
+        weight_exponent = layer.weight_exponent()
+        if np.ndim(weight_exponent):
+            raise PackError(f"layer {layer.name}: per-channel weight scales; the native engine takes "
+                            f"per-tensor power-of-two scales (recipe {RECIPE})")
+        xi = self.value_id(node.inputs[0], x)
+        o = layer.output
+        if o is not None:
+            lo, hi = fp.code_range(o.bits, o.signed, o.narrow)
+            requant = [1, int(layer.shift(int(x.exponent))), lo, hi]
+            out_bound = max(-lo, hi)
+        else:
+            requant, out_bound = [0], bound
+        out = self.define(node.outputs[0], y, out_bound)
+        bias = layer.bias.codes if layer.bias is not None else None
+        blobs = packed_ints(layer.weight.codes) + (packed_ints(bias) if bias is not None else b"")
+        has_bias = 0 if bias is None else 1
+        if layer.kind == "linear":
+            cin, cout = layer.weight.codes.shape
+            rows = x.codes.size // cin
+            self.program.emit(OP_LINEAR, [out, xi, rows, cin, cout, has_bias, *requant], [xi], [out], blobs)
+        else:
+            b, cin, t = x.codes.shape
+            cout, cgroup, k = layer.weight.codes.shape
+            t_out = y.codes.shape[2]
+            self.program.emit(OP_CONV, [out, xi, b, cin, t, cout, k, layer.stride, layer.dilation, layer.pads[0],
+                                        layer.pads[1], layer.groups, t_out, has_bias, *requant], [xi], [out], blobs)
+
+    def integer_norm(self, node, args, y) -> None:
+        x, gamma, beta = args
+        a = node.attrs
+        gamma = np.asarray(gamma.dequantize() if isinstance(gamma, QTensor) else gamma).astype(np.int64)
+        beta = np.asarray(beta.dequantize() if isinstance(beta, QTensor) else beta).astype(np.int64)
+        shape = x.codes.shape
+        axis = a["channel_axis"] % len(shape)
+        inner = int(np.prod(shape[axis + 1:]))
+        channels = shape[axis]
+        # |d| <= 255 * 2^F, std >= 1: |n| <= rdiv(255 * 2^(F+P), 1), so |acc| <= that * max|gamma| + max|beta|
+        bound = (255 << (a["mean_frac_bits"] + a["norm_frac_bits"])) * int(np.abs(gamma).max()) + \
+            int(np.abs(beta).max())
+        if bound > fp.INT32_MAX:
+            raise PackError(f"IntegerNorm {node.name}: accumulator bound {bound} exceeds int32")
+        if abs(int(x.exponent)) > 64 or self.bound_of(node.inputs[0]) > 255:
+            raise PackError(f"IntegerNorm {node.name}: input is not 8-bit codes")
+        xi = self.value_id(node.inputs[0], x)
+        out = self.define(node.outputs[0], y, bound)
+        self.program.emit(OP_INORM, [out, xi, shape[0], x.codes.size // shape[0], channels, inner,
+                                     a["mean_frac_bits"], a["norm_frac_bits"]], [xi], [out],
+                          packed_ints(gamma) + packed_ints(beta))
+
+    def _operand(self, name, value):
+        """(value id, dequantization flag, exponent) of a float op's operand."""
+        vid = self.value_id(name, value)
+        return (vid, 1, int(value.exponent)) if isinstance(value, QTensor) else (vid, 0, 0)
+
+    def binary_float(self, node, args, y) -> None:
+        y = np.asarray(y)
+        if y.dtype != np.float32:
+            raise PackError(f"node {node.name} ({node.op}): result is {y.dtype}; expected float32")
+        a, b = args
+        ai, ad, ae = self._operand(node.inputs[0], a)
+        bi, bd, be = self._operand(node.inputs[1], b)
+        out = self.define(node.outputs[0], y)
+        dims = y.shape
+        sa = _broadcast(np.shape(a.codes if isinstance(a, QTensor) else a), dims)
+        sb = _broadcast(np.shape(b.codes if isinstance(b, QTensor) else b), dims)
+        self.program.emit(OP_BINARY_FLOAT, [out, ai, ad, ae, bi, bd, be, BINARY_CODES[node.op], len(dims), *dims,
+                                            *sa, *sb], [ai, bi], [out])
+
+    def layout(self, node, args, y) -> None:
+        x = args[0]
+        shape = x.codes.shape if isinstance(x, QTensor) else np.shape(x)
+        view = _strided(node, args[1:], shape)
+        if view is None:
+            raise PackError(f"node {node.name} ({node.op}): not a strided view of its input; the native engine "
+                            f"copies layouts as strided views")
+        dims, offset, strides = view
+        xi = self.value_id(node.inputs[0], x)
+        bound = self.bound_of(node.inputs[0]) if isinstance(x, QTensor) else 0
+        out = self.define(node.outputs[0], y, bound)
+        self.program.emit(OP_COPY, _copy_fields(out, xi, dims, 0, _contiguous_strides(dims), offset, strides),
+                          [xi], [out])
+
+    def pad(self, node, args, y) -> None:
+        x = args[0]
+        shape = x.codes.shape if isinstance(x, QTensor) else np.shape(x)
+        out_shape = y.codes.shape if isinstance(y, QTensor) else np.shape(y)
+        # where the input's first element lands: the golden handler on an index array says it
+        index = np.arange(1, int(np.prod(shape)) + 1, dtype=np.int64).reshape(shape)
+        padded = LAYOUT["Pad"](node, index, args[1:])
+        origin = tuple(int(i[0]) for i in np.nonzero(padded == 1))
+        xi = self.value_id(node.inputs[0], x)
+        out = self.define(node.outputs[0], y, self.bound_of(node.inputs[0]) if isinstance(x, QTensor) else 0)
+        strides = _contiguous_strides(out_shape)
+        self.program.emit(OP_ZERO, [out], [], [out])
+        self.program.emit(OP_COPY, _copy_fields(out, xi, shape, int(np.dot(origin, strides)), strides, 0,
+                                                _contiguous_strides(shape)), [xi], [out])
+
+    def concat(self, node, args, y) -> None:
+        axis = node.attrs["axis"]
+        quantized = isinstance(y, QTensor)
+        out_shape = y.codes.shape if quantized else np.shape(y)
+        axis %= len(out_shape)
+        bound = max((self.bound_of(n) for n, v in zip(node.inputs, args) if isinstance(v, QTensor)), default=0)
+        out = self.define(node.outputs[0], y, bound if quantized else 0)
+        strides = _contiguous_strides(out_shape)
+        start = 0
+        for name, v in zip(node.inputs, args):
+            shape = v.codes.shape if isinstance(v, QTensor) else np.shape(v)
+            vi = self.value_id(name, v)
+            dequant = int(v.exponent) if isinstance(v, QTensor) and not quantized else None
+            self.program.emit(OP_COPY, _copy_fields(out, vi, shape, start * strides[axis], strides, 0,
+                                                    _contiguous_strides(shape), dequant), [vi], [out])
+            start += shape[axis]
+
+    def reduce_mean(self, node, args, y) -> None:
+        x = args[0]
+        shape = x.codes.shape if isinstance(x, QTensor) else np.shape(x)
+        axes = node.attrs.get("axes")
+        if len(args) > 1 and args[1] is not None:
+            axes = [int(a) for a in np.asarray(args[1]).ravel()]
+        axes = sorted(a % len(shape) for a in axes) if axes else list(range(len(shape)))
+        if axes != list(range(axes[0], axes[-1] + 1)):
+            raise PackError(f"node {node.name} (ReduceMean): axes {axes} are not adjacent")
+        outer = int(np.prod(shape[:axes[0]]))
+        n = int(np.prod([shape[a] for a in axes]))
+        inner = int(np.prod(shape[axes[-1] + 1:]))
+        xi, xd, xe = self._operand(node.inputs[0], x)
+        out = self.define(node.outputs[0], y)
+        # numpy sums a contiguous reduction pairwise and a strided one in index order (C engine: the same)
+        self.program.emit(OP_REDUCE_MEAN, [out, xi, xd, xe, outer, n, inner], [xi], [out])
+
+    def resize(self, node, args, y) -> None:
+        x = args[0]
+        shape = x.codes.shape if isinstance(x, QTensor) else np.shape(x)
+        y = np.asarray(y)
+        axes = [a for a, (i, o) in enumerate(zip(shape, y.shape)) if i != o]
+        if len(axes) != 1:
+            raise PackError(f"node {node.name} (Resize): resizes axes {axes}; expected one axis")
+        axis = axes[0]
+        n_in, n_out = shape[axis], y.shape[axis]
+        if node.attrs.get("mode") != "linear":
+            raise PackError(f"node {node.name} (Resize): mode {node.attrs.get('mode')!r}; expected linear")
+        lo, hi, w_lo, w_hi = linear_resize_taps(n_in, n_out, node.attrs.get("coordinate_transformation_mode",
+                                                                               "half_pixel"))
+        xi, xd, xe = self._operand(node.inputs[0], x)
+        out = self.define(node.outputs[0], y)
+        self.program.emit(OP_RESIZE, [out, xi, xd, xe, int(np.prod(shape[:axis])), n_in, n_out,
+                                      int(np.prod(shape[axis + 1:]))], [xi], [out],
+                          packed_ints(lo) + packed_ints(hi) + floats(w_lo) + floats(w_hi))
+
+    def conv_transpose(self, node, args, y) -> None:
+        x, w = args[0], np.asarray(args[1], np.float32)
+        bias = np.asarray(args[2], np.float32) if len(args) > 2 and args[2] is not None else np.zeros(w.shape[1], np.float32)
+        stride, dilation, pads, groups = conv_params(node)
+        if groups != 1 or node.attrs.get("output_padding", [0])[0] != 0:
+            raise PackError(f"node {node.name} (ConvTranspose): groups or output padding other than 1/0")
+        shape = x.codes.shape if isinstance(x, QTensor) else np.shape(x)
+        xi, xd, xe = self._operand(node.inputs[0], x)
+        out = self.define(node.outputs[0], y)
+        b, cin, t = shape
+        _, cout, k = w.shape
+        self.program.emit(OP_CONV_TRANSPOSE, [out, xi, xd, xe, b, cin, t, cout, k, stride, dilation, pads[0], pads[1]],
+                          [xi], [out], floats(w) + floats(bias))
+
+
+# ---------------------------------------------------------------- arena and file
+def _allocate(program: Program, inputs: list, output: int) -> int:
+    """Static arena offsets from value lifetimes (first fit); returns the arena size in elements."""
+    for vid in inputs:
+        program.values[vid].first = -1
+    for i, (_, _, used, written, _) in enumerate(program.records):
+        for vid in written:
+            if program.values[vid].first == -1 and vid not in inputs:
+                program.values[vid].first = i
+            program.values[vid].last = max(program.values[vid].last, i)
+        for vid in used:
+            program.values[vid].last = max(program.values[vid].last, i)
+    program.values[output].last = len(program.records)
+    live: list = []  # (offset, size, vid)
+    top = 0
+    events = sorted(range(len(program.values)), key=lambda v: program.values[v].first)
+    for vid in events:
+        v = program.values[vid]
+        live = [(o, s, u) for o, s, u in live if program.values[u].last >= v.first]
+        size = -(-max(v.size, 1) // ALIGN) * ALIGN
+        offset = 0
+        for o, s, _ in sorted(live):
+            if o - offset >= size:
+                break
+            offset = max(offset, o + s)
+        v.offset = offset
+        live.append((offset, size, vid))
+        top = max(top, offset + size)
+    return top
+
+
+@dataclass(frozen=True)
+class Packed:
+    """The file's bytes, and for checking a run kernel by kernel: every graph value name's value id, and
+    for each value id the kernel that completes it."""
+
+    data: bytes
+    value_ids: dict
+    completed_by: dict
+
+
+def pack_graph(graph, config: dict) -> Packed:
+    if any(n.op in FLOAT_NORMS for n in graph.nodes):
+        raise PackError(f"model: float normalisation ({sorted({n.op for n in graph.nodes} & FLOAT_NORMS)}); "
+                        f"the native engine needs integer norms: train and export with recipe {RECIPE}")
+    names = [n for n in INPUT_NAMES if n in graph.inputs]
+    if list(graph.outputs) != [OUTPUT_NAME] or "mixture" not in names or len(names) != len(graph.inputs):
+        raise PackError(f"model: inputs {list(graph.inputs)} -> outputs {list(graph.outputs)}; expected a LiMuSE "
+                        f"export with inputs mixture[, voiceprint][, visual] and the output {OUTPUT_NAME}")
+    shapes = {n: graph.input_shapes.get(n) for n in names}
+    if any(s is None or any(not d for d in s) or s[0] != 1 for s in shapes.values()):
+        raise PackError(f"model: input shapes {shapes}; expected a static QONNX export with batch 1")
+    zeros = {n: np.zeros(shapes[n], np.float32) for n in names}
+    compiler = Compiler(graph)
+    values = compiler.compile(zeros)
+    program = compiler.program
+    target = values[OUTPUT_NAME]
+    if isinstance(target, QTensor):
+        raise PackError("model: the output is integer codes; expected the float decoder's waveform")
+    inputs = [compiler.ids[n] for n in names]
+    output = compiler.ids[OUTPUT_NAME]
+    arena = _allocate(program, inputs, output)
+    config = dict(config, window_samples=int(shapes["mixture"][2]), mic_channels=int(shapes["mixture"][1]),
+                  inputs={n: list(shapes[n]) for n in names}, sample_rate=SAMPLE_RATE,
+                  output_samples=int(np.shape(target)[-1]), stages=program.stages)
+    body_values = varint(len(program.values)) + varint(arena) + b"".join(
+        varint(v.kind) + varint(v.size) + varint(max(v.offset, 0)) for v in program.values)
+    io = varint(len(inputs)) + b"".join(varint(INPUT_NAMES.index(n)) + varint(compiler.ids[n]) + varint(len(shapes[n]))
+                                        + b"".join(varint(d) for d in shapes[n]) for n in names) + varint(output)
+    ops = varint(len(program.records)) + b"".join(varint(op) + varint(stage) + varint(len(payload)) + payload
+                                                  for op, payload, _, _, stage in program.records)
+    sections = [(b"CONF", json.dumps(config, sort_keys=True).encode()), (b"VALS", body_values + io),
+                (b"PROG", ops)]
+    header_bytes = 24 + 12 * len(sections)
+    table, blobs, offset = b"", b"", header_bytes
+    for tag, data in sections:
+        table += tag + struct.pack("<II", offset, len(data))
+        blobs += data
+        offset += len(data)
+    total = header_bytes + len(blobs)
+    rest = struct.pack("<I", len(sections)) + table + blobs
+    head = MAGIC + struct.pack("<II", VERSION, total)
+    # crc32 covers everything after its own field
+    data = head + struct.pack("<I", zlib.crc32(rest) & 0xFFFFFFFF) + rest
+    completed_by = {}
+    for i, (_, _, _, written, _) in enumerate(program.records):
+        for vid in written:
+            completed_by[vid] = i
+    return Packed(data, dict(compiler.ids), completed_by)
+
+
+def pack(qonnx_path: "str | Path", out_path: "str | Path", config: "dict | None" = None) -> int:
+    """Packs a QONNX file; returns the packed file's size in bytes. PackError names what is missing."""
+    try:
+        graph = lower(load_graph(qonnx_path))
+    except PackError:
+        raise
+    except GoldenError as exc:
+        raise PackError(f"{exc} (the native engine packs models of recipe {RECIPE})") from None
+    data = pack_graph(graph, dict(config or {}, source=Path(qonnx_path).name)).data
+    atomic_write_bytes(out_path, data)
+    return len(data)
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m limuse_export.pack", description=__doc__.splitlines()[0])
+    parser.add_argument("qonnx", help="a static QONNX export (<name>.qonnx.onnx) of a -po2-inorm model")
+    parser.add_argument("out", help="the packed file to write (<name>.packed.bin)")
+    args = parser.parse_args(argv)
+    try:
+        size = pack(args.qonnx, args.out)
+    except GoldenError as exc:
+        print(f"pack: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {size} bytes ({size / 2 ** 20:.3f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""ctypes binding of the native engine's C API (limuse_native.h), and the separator limuse-run uses."""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from limuse_runtime.contract import SAMPLES_PER_VIDEO_FRAME, VIDEO_RATE, VISUAL_DIM
+from limuse_runtime.errors import InputError
+
+HERE = Path(__file__).resolve().parent
+LIBRARY_ENV = "LIMUSE_NATIVE_LIB"
+LIBRARY_NAME = "liblimuse_native.so"
+MAGIC = b"LIMUSEPK"
+ERR_LEN = 256
+HOW_TO_BUILD = ("install a C compiler (Debian: apt-get install gcc) and reinstall the runtime "
+                "(pip install ./runtime), or build it in place with python -m limuse_runtime.native.build")
+
+
+class NativeError(InputError):
+    """A packed model or an input the native engine refuses, or a missing engine."""
+
+
+def is_packed_model(path: "str | Path") -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def library_path() -> "Path | None":
+    """The compiled engine: $LIMUSE_NATIVE_LIB, else the one built beside this file."""
+    if os.environ.get(LIBRARY_ENV):
+        return Path(os.environ[LIBRARY_ENV])
+    found = sorted(HERE.glob("liblimuse_native*.so"))
+    return found[0] if found else None
+
+
+_LIBRARY = None
+OBSERVER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int)
+
+
+def load_library() -> ctypes.CDLL:
+    global _LIBRARY
+    if _LIBRARY is not None:
+        return _LIBRARY
+    path = library_path()
+    if path is None or not path.is_file():
+        raise NativeError(f"native engine: the C library is not built ({LIBRARY_NAME} not found beside "
+                          f"{HERE}); {HOW_TO_BUILD}")
+    lib = ctypes.CDLL(str(path))
+    p, c_long, c_int, c_double = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_double
+    floats = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
+    lib.lmn_load.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(p), ctypes.c_char_p, ctypes.c_size_t]
+    lib.lmn_load.restype = c_int
+    lib.lmn_free.argtypes = [p]
+    lib.lmn_config_json.argtypes = [p]
+    lib.lmn_config_json.restype = ctypes.c_char_p
+    lib.lmn_input_elements.argtypes = [p, c_int]
+    lib.lmn_input_elements.restype = c_long
+    lib.lmn_output_samples.argtypes = [p]
+    lib.lmn_output_samples.restype = c_long
+    lib.lmn_scratch_bytes.argtypes = [p]
+    lib.lmn_scratch_bytes.restype = ctypes.c_size_t
+    lib.lmn_run.argtypes = [p, p, p, p, floats, c_int, ctypes.c_char_p, ctypes.c_size_t]
+    lib.lmn_run.restype = c_int
+    lib.lmn_kernel_count.restype = c_int
+    lib.lmn_kernel_name.argtypes = [c_int]
+    lib.lmn_kernel_name.restype = ctypes.c_char_p
+    lib.lmn_kernel_seconds.argtypes = [p, c_int]
+    lib.lmn_kernel_seconds.restype = c_double
+    lib.lmn_stage_seconds.argtypes = [p, c_int]
+    lib.lmn_stage_seconds.restype = c_double
+    lib.lmn_reset_times.argtypes = [p]
+    lib.lmn_set_observer.argtypes = [p, OBSERVER, p]
+    lib.lmn_value_data.argtypes = [p, c_int, ctypes.POINTER(c_int), ctypes.POINTER(c_long)]
+    lib.lmn_value_data.restype = p
+    _LIBRARY = lib
+    return lib
+
+
+class NativeModel:
+    """A loaded packed model: run(mixture (C, S), voiceprint (512,), visual (V, 256)) on exactly its window."""
+
+    def __init__(self, path: "str | Path"):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise NativeError(f"model: no such file {str(self.path)!r}; expected a <name>.packed.bin")
+        self._lib = load_library()
+        data = self.path.read_bytes()
+        handle, err = ctypes.c_void_p(), ctypes.create_string_buffer(ERR_LEN)
+        if self._lib.lmn_load(data, len(data), ctypes.byref(handle), err, ERR_LEN) != 0:
+            raise NativeError(f"model: {str(self.path)!r}: {err.value.decode(errors='replace')}")
+        self._handle = handle
+        self.config = json.loads(self._lib.lmn_config_json(handle).decode())
+        self.input_shapes = {name: tuple(shape) for name, shape in self.config["inputs"].items()}
+        self.window = int(self.config["window_samples"])
+        self.mic_channels = int(self.config["mic_channels"])
+
+    def __del__(self):
+        if getattr(self, "_handle", None):
+            self._lib.lmn_free(self._handle)
+            self._handle = None
+
+    @property
+    def scratch_bytes(self) -> int:
+        return int(self._lib.lmn_scratch_bytes(self._handle))
+
+    @property
+    def has_voiceprint(self) -> bool:
+        return "voiceprint" in self.input_shapes
+
+    @property
+    def has_visual(self) -> bool:
+        return "visual" in self.input_shapes
+
+    def run(self, mixture: np.ndarray, voiceprint: "np.ndarray | None" = None, visual: "np.ndarray | None" = None,
+            threads: int = 1) -> np.ndarray:
+        """Arrays of exactly the packed shapes (batch axis optional); returns the (samples,) waveform."""
+        arrays = []
+        for name, value in (("mixture", mixture), ("voiceprint", voiceprint), ("visual", visual)):
+            if name not in self.input_shapes:
+                if value is not None:
+                    raise NativeError(f"{name}: this model has no {name} input; expected none")
+                arrays.append(None)
+                continue
+            want = self.input_shapes[name]
+            if value is None:
+                raise NativeError(f"{name}: missing; this model expects shape {want[1:]}")
+            value = np.ascontiguousarray(value, dtype=np.float32)
+            if value.shape != want[1:] and value.shape != want:
+                raise NativeError(f"{name}: got shape {value.shape}; this packed model runs windows of shape {want[1:]}")
+            arrays.append(value)
+        out = np.empty(int(self._lib.lmn_output_samples(self._handle)), np.float32)
+        err = ctypes.create_string_buffer(ERR_LEN)
+        pointers = [a.ctypes.data_as(ctypes.c_void_p) if a is not None else None for a in arrays]
+        if self._lib.lmn_run(self._handle, *pointers, out, int(threads), err, ERR_LEN) != 0:
+            raise NativeError(err.value.decode(errors="replace"))
+        return out
+
+    def observe(self, callback) -> None:
+        """callback(kernel index) after every kernel of the following runs (None: stop); with value(id)
+        it checks a run tensor by tensor."""
+        self._observer = OBSERVER(lambda _, k: callback(k)) if callback else OBSERVER()
+        self._lib.lmn_set_observer(self._handle, self._observer, None)
+
+    def value(self, value_id: int) -> np.ndarray:
+        """A copy of value `value_id` as it is in the arena now (int32 codes or float32)."""
+        is_float, elements = ctypes.c_int(), ctypes.c_long()
+        pointer = self._lib.lmn_value_data(self._handle, value_id, ctypes.byref(is_float), ctypes.byref(elements))
+        if not pointer:
+            raise NativeError(f"value {value_id}: no such value, or the model has not run yet")
+        kind = ctypes.c_float if is_float.value else ctypes.c_int32
+        return np.ctypeslib.as_array((kind * elements.value).from_address(pointer)).copy()
+
+    def kernel_seconds(self) -> dict:
+        return {self._lib.lmn_kernel_name(i).decode(): self._lib.lmn_kernel_seconds(self._handle, i)
+                for i in range(1, self._lib.lmn_kernel_count())}
+
+    def stage_seconds(self) -> dict:
+        return {name: self._lib.lmn_stage_seconds(self._handle, i) for i, name in enumerate(self.config["stages"])}
+
+    def reset_times(self) -> None:
+        self._lib.lmn_reset_times(self._handle)
+
+
+class NativeSeparator:
+    """Callable like the onnxruntime backend's OrtSeparator: separator(mixture (C, S), voiceprint (512,) |
+    None, visual (V, 256) | None) -> (S,), for any S the backend accepts. A packed model runs windows of
+    one length W (its static export): a shorter input is padded with zeros to W (and its lip track with
+    its last frame), a longer one runs as windows of W cross-faded like limuse-run's windows."""
+
+    def __init__(self, path: "str | Path", threads: int = 1):
+        from limuse_runtime.backend import ModelContract
+        if threads < 1:
+            raise NativeError(f"threads: got {threads}; expected a positive integer")
+        self.model = NativeModel(path)
+        self.threads = threads
+        self.window = self.model.window
+        self.contract = ModelContract(self.model.mic_channels, self.model.has_voiceprint, self.model.has_visual)
+        self.frames = self.model.input_shapes["visual"][1] if self.model.has_visual else 0
+
+    def check(self, mixture: np.ndarray, voiceprint: "np.ndarray | None", visual: "np.ndarray | None") -> None:
+        from limuse_runtime.backend import MIN_SAMPLES, SAMPLE_RATE, check_visual, check_voiceprint
+        c = self.contract
+        if mixture.ndim != 2 or mixture.shape[0] != c.mic_channels:
+            raise InputError(f"mixture: got shape {mixture.shape}; expected ({c.mic_channels}, samples)")
+        if mixture.shape[1] < MIN_SAMPLES:
+            raise InputError(f"mixture: got {mixture.shape[1]} samples; expected at least {MIN_SAMPLES} "
+                             f"({MIN_SAMPLES / SAMPLE_RATE:.2f} s at {SAMPLE_RATE} Hz)")
+        if not np.isfinite(mixture).all():
+            raise InputError("mixture: contains NaN or Inf; expected finite samples")
+        check_voiceprint(voiceprint, c)
+        check_visual(visual, c)
+
+    def _visual(self, visual: "np.ndarray | None", start: int) -> "np.ndarray | None":
+        if not self.model.has_visual:
+            return None
+        if visual is None:  # no face: the published convention is an all-zero track
+            return np.zeros((self.frames, VISUAL_DIM), np.float32)
+        first = start // SAMPLES_PER_VIDEO_FRAME
+        index = np.minimum(np.arange(first, first + self.frames), len(visual) - 1)
+        return np.ascontiguousarray(visual[index], np.float32)
+
+    def _run(self, mixture: np.ndarray, voiceprint, visual, start: int) -> np.ndarray:
+        window = mixture[:, start:start + self.window]
+        if window.shape[1] < self.window:
+            window = np.pad(window, ((0, 0), (0, self.window - window.shape[1])))
+        return self.model.run(window, voiceprint, self._visual(visual, start), threads=self.threads)
+
+    def __call__(self, mixture: np.ndarray, voiceprint: "np.ndarray | None" = None,
+                 visual: "np.ndarray | None" = None) -> np.ndarray:
+        self.check(mixture, voiceprint, visual)
+        n, w = mixture.shape[1], self.window
+        if n <= w:
+            return self._run(mixture, voiceprint, visual, 0)[:n]
+        hop = w // 2
+        starts = list(range(0, n - w, hop)) + [n - w]
+        out = np.zeros(n, np.float32)
+        done = 0  # out[:done] holds the finished samples
+        for start in starts:
+            y = self._run(mixture, voiceprint, visual, start)
+            overlap = done - start
+            if overlap > 0:
+                ramp = ((np.arange(overlap) + 0.5) / overlap).astype(np.float32)
+                out[start:done] = out[start:done] * (1 - ramp) + y[:overlap] * ramp
+            out[done:start + w] = y[max(overlap, 0):]
+            done = start + w
+        return out
+
+
+def native_separator(path: "str | Path", threads: int = 1, window_s: "float | None" = None,
+                     overlap_s: "float | None" = None):
+    """(separator, WindowPlan) for limuse-run: the windows default to the packed model's own length (in
+    whole video frames) and an overlap of 0.4 s or half the window, whichever is shorter."""
+    from limuse_runtime.streaming import DEFAULT_OVERLAP_S, WindowPlan
+    separator = NativeSeparator(path, threads)
+    frames = separator.window // SAMPLES_PER_VIDEO_FRAME
+    if window_s is None:
+        window_s = max(frames, 2) / VIDEO_RATE
+    if overlap_s is None:
+        overlap_s = min(DEFAULT_OVERLAP_S, (round(window_s * VIDEO_RATE) // 2) / VIDEO_RATE)
+    return separator, WindowPlan.from_seconds(window_s, overlap_s)

@@ -1,0 +1,116 @@
+/* Running a loaded model: inputs into the arena, the kernels in order, the waveform out. */
+#define _POSIX_C_SOURCE 199309L
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static const char *const KERNEL_NAMES[OP_COUNT] = {
+    "", "quant_float", "requant", "linear", "conv", "integer_norm", "add_int", "binary_float", "prelu_table",
+    "table", "copy", "zero", "reduce_mean", "resize", "conv_transpose"};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+const char *lmn_config_json(const lmn_model *m) { return m->config; }
+
+long lmn_input_elements(const lmn_model *m, int which)
+{
+    return which >= 0 && which < 3 && m->input_value[which] >= 0 ? m->input_elements[which] : 0;
+}
+
+long lmn_output_samples(const lmn_model *m) { return (long)m->values[m->output_value].size; }
+
+size_t lmn_scratch_bytes(const lmn_model *m) { return (size_t)m->arena_elements * 4; }
+
+int lmn_kernel_count(void) { return OP_COUNT; }
+
+const char *lmn_kernel_name(int opcode) { return opcode > 0 && opcode < OP_COUNT ? KERNEL_NAMES[opcode] : ""; }
+
+double lmn_kernel_seconds(const lmn_model *m, int opcode)
+{
+    return opcode > 0 && opcode < OP_COUNT ? m->seconds[opcode] : 0.0;
+}
+
+double lmn_stage_seconds(const lmn_model *m, int stage)
+{
+    return stage >= 0 && stage < LMN_MAX_STAGES ? m->stage_seconds[stage] : 0.0;
+}
+
+void lmn_reset_times(lmn_model *m)
+{
+    memset(m->seconds, 0, sizeof m->seconds);
+    memset(m->stage_seconds, 0, sizeof m->stage_seconds);
+}
+
+int lmn_run(lmn_model *m, const float *mixture, const float *voiceprint, const float *visual, float *out,
+            int threads, char *err, size_t err_len)
+{
+    const float *inputs[3];
+    int i;
+    inputs[0] = mixture;
+    inputs[1] = voiceprint;
+    inputs[2] = visual;
+#ifdef _OPENMP
+    if (threads > 0)
+        omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+    if (m->arena == NULL) {
+        m->arena = calloc((size_t)m->arena_elements, 4);
+        if (m->arena == NULL) {
+            lmn_error(err, err_len, "native engine: cannot allocate %zu bytes of activation memory",
+                      lmn_scratch_bytes(m));
+            return 1;
+        }
+    }
+    for (i = 0; i < 3; i++) {
+        int id = m->input_value[i];
+        if (id < 0)
+            continue;
+        if (inputs[i] == NULL) {
+            lmn_error(err, err_len, "native engine: input %d is missing; this model expects it", i);
+            return 1;
+        }
+        memcpy((float *)m->arena + m->values[id].offset, inputs[i], (size_t)m->values[id].size * 4);
+    }
+    for (i = 0; i < m->n_ops; i++) {
+        double started = now(), spent;
+        if (lmn_execute(m, &m->ops[i]) != 0) {
+            lmn_error(err, err_len, "native engine: kernel %d has an unknown opcode", i);
+            return 1;
+        }
+        spent = now() - started;
+        m->seconds[m->ops[i].opcode] += spent;
+        m->stage_seconds[m->ops[i].stage] += spent;
+        if (m->observer != NULL)
+            m->observer(m->observer_context, i);
+    }
+    memcpy(out, (float *)m->arena + m->values[m->output_value].offset, (size_t)lmn_output_samples(m) * 4);
+    return 0;
+}
+
+void lmn_set_observer(lmn_model *m, lmn_observer observer, void *context)
+{
+    m->observer = observer;
+    m->observer_context = context;
+}
+
+const void *lmn_value_data(const lmn_model *m, int id, int *is_float, long *elements)
+{
+    if (m->arena == NULL || id < 0 || id >= m->n_values)
+        return NULL;
+    *is_float = m->values[id].kind == KIND_FLOAT;
+    *elements = (long)m->values[id].size;
+    return (const int32_t *)m->arena + m->values[id].offset;
+}

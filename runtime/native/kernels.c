@@ -1,0 +1,437 @@
+/* The kernels: each repeats one golden-engine handler (runtime/golden/ops.py, lower.py, fixed_point.py) in
+ * the case the packer recorded, on arena buffers whose sizes the loader has checked.
+ *
+ * Integer tensors are int32 (codes and wide sums; the packer proved every static bound fits). Float
+ * tensors are float32 and every float op is the single IEEE operation numpy performs, in numpy's order,
+ * so the results are the golden engine's bit for bit; the one exception is the transposed-conv decoder,
+ * whose channel sums numpy leaves to BLAS (here: in double, rounded once; equal within float rounding).
+ * Build with FP contraction off (-ffp-contract=off): a fused multiply-add would round differently.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "model.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define INT_AT(m, id) ((int32_t *)(m)->arena + (m)->values[id].offset)
+#define FLOAT_AT(m, id) ((float *)(m)->arena + (m)->values[id].offset)
+
+static float exp2_int(int64_t e)
+{
+    /* 2^e exactly (|e| <= 126): what numpy's exp2 of an integer float32 gives */
+    float s = 1.0f;
+    for (; e > 0; e--)
+        s *= 2.0f;
+    for (; e < 0; e++)
+        s *= 0.5f;
+    return s;
+}
+
+/* floor(a / 2^k) for k in [1, 62], without relying on the implementation-defined >> of negatives */
+static int64_t floor_shift(int64_t a, int k)
+{
+    return a >= 0 ? a >> k : -((-(a + 1)) >> k) - 1;
+}
+
+/* round_half_even(a / 2^k) for k >= 1; an exact left shift for k <= 0 (|a| < 2^31, so k >= -31 fits) */
+static int64_t shift_half_even(int64_t a, int k)
+{
+    int64_t q, r, half;
+    if (k <= 0)
+        return k < -31 ? (a > 0 ? INT64_MAX / 4 : (a < 0 ? -INT64_MAX / 4 : 0)) : a * ((int64_t)1 << -k);
+    q = floor_shift(a, k);
+    r = a - q * ((int64_t)1 << k);
+    half = (int64_t)1 << (k - 1);
+    return q + (r > half || (r == half && (q & 1)));
+}
+
+static int32_t clamp64(int64_t v, int64_t lo, int64_t hi)
+{
+    return (int32_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+/* a / b rounded half to even, b > 0 (fixed_point.divide_half_even) */
+static int64_t divide_half_even(int64_t a, int64_t b)
+{
+    int64_t q = a / b, r = a % b, twice;
+    if (r < 0) { /* C truncates toward zero: make it a floor division */
+        q -= 1;
+        r += b;
+    }
+    twice = 2 * r;
+    return q + (twice > b || (twice == b && (q & 1)));
+}
+
+static int64_t isqrt64(int64_t v)
+{
+    int64_t s = (int64_t)floor(sqrt((double)v));
+    if (s * s > v)
+        s -= 1;
+    if ((s + 1) * (s + 1) <= v)
+        s += 1;
+    return s;
+}
+
+/* ---------------------------------------------------------------- quantization */
+static void quant_float(lmn_model *m, const lmn_op *op)
+{
+    const float *x = FLOAT_AT(m, op->f[1]);
+    int32_t *y = INT_AT(m, op->f[0]);
+    float scale = exp2_int(-op->f[3]), lo = (float)op->f[4], hi = (float)op->f[5];
+    int64_t i, n = op->f[2];
+    for (i = 0; i < n; i++) {
+        float v = rintf(x[i] * scale); /* half to even in the default rounding mode */
+        y[i] = (int32_t)(v < lo ? lo : (v > hi ? hi : v));
+    }
+}
+
+static void requant(lmn_model *m, const lmn_op *op)
+{
+    const int32_t *x = INT_AT(m, op->f[1]);
+    int32_t *y = INT_AT(m, op->f[0]);
+    int64_t i, n = op->f[2], lo = op->f[4], hi = op->f[5];
+    int k = (int)op->f[3];
+    for (i = 0; i < n; i++)
+        y[i] = clamp64(shift_half_even(x[i], k), lo, hi);
+}
+
+/* ---------------------------------------------------------------- integer layers */
+static void linear(lmn_model *m, const lmn_op *op)
+{
+    const int32_t *x = INT_AT(m, op->f[1]);
+    int32_t *y = INT_AT(m, op->f[0]);
+    int64_t rows = op->f[2], cin = op->f[3], cout = op->f[4], row;
+    int has_out = (int)op->f[6];
+    int shift = has_out ? (int)op->f[7] : 0;
+    int64_t lo = has_out ? op->f[8] : 0, hi = has_out ? op->f[9] : 0;
+    const int8_t *w = op->weights;
+    const int32_t *bias = op->ints0;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (row = 0; row < rows; row++) {
+        int32_t acc[4096];
+        const int32_t *xr = x + row * cin;
+        int32_t *yr = y + row * cout;
+        int64_t ci, co, c0;
+        for (c0 = 0; c0 < cout; c0 += 4096) {
+            int64_t width = cout - c0 < 4096 ? cout - c0 : 4096;
+            for (co = 0; co < width; co++)
+                acc[co] = bias ? bias[c0 + co] : 0;
+            for (ci = 0; ci < cin; ci++) {
+                int32_t v = xr[ci];
+                const int8_t *wr = w + ci * cout + c0;
+                if (v == 0)
+                    continue;
+                for (co = 0; co < width; co++)
+                    acc[co] += v * wr[co];
+            }
+            for (co = 0; co < width; co++)
+                yr[c0 + co] = has_out ? clamp64(shift_half_even(acc[co], shift), lo, hi) : acc[co];
+        }
+    }
+}
+
+static void conv(lmn_model *m, const lmn_op *op)
+{
+    const int32_t *x = INT_AT(m, op->f[1]);
+    int32_t *y = INT_AT(m, op->f[0]);
+    int64_t b = op->f[2], cin = op->f[3], t = op->f[4], cout = op->f[5], k = op->f[6], stride = op->f[7];
+    int64_t dil = op->f[8], padl = op->f[9], groups = op->f[11], tout = op->f[12];
+    int has_out = (int)op->f[14];
+    int shift = has_out ? (int)op->f[15] : 0;
+    int64_t lo = has_out ? op->f[16] : 0, hi = has_out ? op->f[17] : 0;
+    int64_t cg = cin / groups, og = cout / groups, job;
+    const int32_t *bias = op->ints0;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (job = 0; job < b * cout; job++) {
+        int64_t bi = job / cout, co = job % cout, g = co / og, to, ci, j;
+        const int8_t *wc = op->weights + co * cg * k;
+        for (to = 0; to < tout; to++) {
+            int64_t acc = bias ? bias[co] : 0;
+            for (ci = 0; ci < cg; ci++) {
+                const int32_t *xc = x + (bi * cin + g * cg + ci) * t;
+                for (j = 0; j < k; j++) {
+                    int64_t ti = to * stride + j * dil - padl;
+                    if (ti >= 0 && ti < t)
+                        acc += (int64_t)xc[ti] * wc[ci * k + j];
+                }
+            }
+            y[(bi * cout + co) * tout + to] = has_out ? clamp64(shift_half_even(acc, shift), lo, hi) : (int32_t)acc;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- integer norm (ops.integer_norm) */
+static void integer_norm(lmn_model *m, const lmn_op *op)
+{
+    const int32_t *x = INT_AT(m, op->f[1]);
+    int32_t *y = INT_AT(m, op->f[0]);
+    int64_t rows = op->f[2], n = op->f[3], channels = op->f[4], inner = op->f[5], row;
+    int fm = (int)op->f[6], fn = (int)op->f[7];
+    const int32_t *gamma = op->ints0, *beta = op->ints1;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (row = 0; row < rows; row++) {
+        const int32_t *xr = x + row * n;
+        int32_t *yr = y + row * n;
+        int64_t i, sum = 0, mean, var = 0, sd;
+        for (i = 0; i < n; i++)
+            sum += xr[i];
+        mean = divide_half_even(sum * ((int64_t)1 << fm), n);
+        for (i = 0; i < n; i++) {
+            int64_t d = (int64_t)xr[i] * ((int64_t)1 << fm) - mean;
+            var += d * d;
+        }
+        var /= n;
+        sd = isqrt64(var);
+        if (sd < 1)
+            sd = 1;
+        for (i = 0; i < n; i++) {
+            int64_t d = (int64_t)xr[i] * ((int64_t)1 << fm) - mean;
+            int64_t c = (i / inner) % channels;
+            yr[i] = (int32_t)(divide_half_even(d * ((int64_t)1 << fn), sd) * gamma[c] + beta[c]);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- elementwise over strided views */
+/* Advances a multi-index over dims; returns 0 after the last element. */
+static int next_index(int64_t *index, const int64_t *dims, int rank)
+{
+    int d;
+    for (d = rank - 1; d >= 0; d--) {
+        if (++index[d] < dims[d])
+            return 1;
+        index[d] = 0;
+    }
+    return 0;
+}
+
+static int64_t at(const lmn_view *v, const int64_t *index)
+{
+    int64_t o = v->off;
+    int d;
+    for (d = 0; d < v->rank; d++)
+        o += index[d] * v->strides[d];
+    return o;
+}
+
+static void add_int(lmn_model *m, const lmn_op *op)
+{
+    const int32_t *a = INT_AT(m, op->f[1]), *b = INT_AT(m, op->f[2]);
+    int32_t *y = INT_AT(m, op->f[0]);
+    int64_t index[MAX_RANK] = {0}, i = 0;
+    int64_t ma = (int64_t)1 << op->f[4], mb = (int64_t)1 << op->f[5];
+    int sub = (int)op->f[3];
+    do {
+        int64_t va = a[at(&op->a, index)] * ma, vb = b[at(&op->b, index)] * mb;
+        y[i++] = (int32_t)(sub ? va - vb : va + vb);
+    } while (next_index(index, op->a.dims, op->a.rank));
+}
+
+static float operand(const lmn_model *m, int64_t id, int dequant, float scale, int64_t i)
+{
+    return dequant ? (float)INT_AT(m, id)[i] * scale : FLOAT_AT(m, id)[i];
+}
+
+static void binary_float(lmn_model *m, const lmn_op *op)
+{
+    float *y = FLOAT_AT(m, op->f[0]);
+    float sa = exp2_int(op->f[3]), sb = exp2_int(op->f[6]);
+    int64_t index[MAX_RANK] = {0}, i = 0;
+    int code = (int)op->f[7];
+    do {
+        float va = operand(m, op->f[1], (int)op->f[2], sa, at(&op->a, index));
+        float vb = operand(m, op->f[4], (int)op->f[5], sb, at(&op->b, index));
+        y[i++] = code == 0 ? va + vb : code == 1 ? va - vb : code == 2 ? va * vb : va / vb;
+    } while (next_index(index, op->a.dims, op->a.rank));
+}
+
+static void table(lmn_model *m, const lmn_op *op)
+{
+    const int32_t *x = INT_AT(m, op->f[1]);
+    float *y = FLOAT_AT(m, op->f[0]);
+    const float *t = op->opcode == OP_PRELU_TABLE ? op->table : op->floats0;
+    int64_t i, n = op->f[2];
+    for (i = 0; i < n; i++)
+        y[i] = t[(uint32_t)x[i] & 0xFFu]; /* the code's two's-complement byte (or unsigned code) */
+}
+
+static void copy(lmn_model *m, const lmn_op *op)
+{
+    int64_t index[MAX_RANK] = {0};
+    int rank = op->dst.rank;
+    int64_t inner = rank ? op->dst.dims[rank - 1] : 1, j;
+    int64_t ds = rank ? op->dst.strides[rank - 1] : 0, ss = rank ? op->src.strides[rank - 1] : 0;
+    int outer_rank = rank ? rank - 1 : 0;
+    if (op->f[2]) { /* integer codes into a float tensor: dequantized */
+        const int32_t *x = INT_AT(m, op->f[1]);
+        float *y = FLOAT_AT(m, op->f[0]), scale = exp2_int(op->f[3]);
+        do {
+            int64_t d = at(&op->dst, index), s = at(&op->src, index);
+            for (j = 0; j < inner; j++)
+                y[d + j * ds] = (float)x[s + j * ss] * scale;
+        } while (next_index(index, op->dst.dims, outer_rank));
+    } else { /* 4-byte elements of either kind */
+        const int32_t *x = INT_AT(m, op->f[1]);
+        int32_t *y = INT_AT(m, op->f[0]);
+        do {
+            int64_t d = at(&op->dst, index), s = at(&op->src, index);
+            if (ds == 1 && ss == 1)
+                memcpy(y + d, x + s, (size_t)inner * 4);
+            else
+                for (j = 0; j < inner; j++)
+                    y[d + j * ds] = x[s + j * ss];
+        } while (next_index(index, op->dst.dims, outer_rank));
+    }
+}
+
+/* numpy's float32 pairwise summation (pairwise_sum in loops_utils.h), which add.reduce uses along a
+ * contiguous axis; the reduction starts from the identity 0. */
+static float pairwise_sum(const float *a, int64_t n, int64_t stride)
+{
+    if (n < 8) {
+        float res = 0.0f;
+        int64_t i;
+        for (i = 0; i < n; i++)
+            res += a[i * stride];
+        return res;
+    } else if (n <= 128) {
+        float r[8], res;
+        int64_t i;
+        int j;
+        for (j = 0; j < 8; j++)
+            r[j] = a[j * stride];
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (j = 0; j < 8; j++)
+                r[j] += a[(i + j) * stride];
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++)
+            res += a[i * stride];
+        return res;
+    } else {
+        int64_t n2 = n / 2;
+        n2 -= n2 % 8;
+        return pairwise_sum(a, n2, stride) + pairwise_sum(a + n2 * stride, n - n2, stride);
+    }
+}
+
+static void reduce_mean(lmn_model *m, const lmn_op *op)
+{
+    float *y = FLOAT_AT(m, op->f[0]);
+    int64_t outer = op->f[4], n = op->f[5], inner = op->f[6], o, i, k;
+    float scale = exp2_int(op->f[3]), count = (float)n;
+    const float *xf = FLOAT_AT(m, op->f[1]);
+    const int32_t *xi = INT_AT(m, op->f[1]);
+    for (o = 0; o < outer; o++) {
+        if (inner == 1) { /* contiguous: numpy sums pairwise */
+            float buffer[1024], sum;
+            if (op->f[2]) {
+                /* dequantize first, as the golden engine does; the sum of exact values in chunks is the same
+                 * pairwise tree only when taken whole, so dequantize the row into the output's neighbour */
+                if (n <= 1024) {
+                    for (k = 0; k < n; k++)
+                        buffer[k] = (float)xi[o * n + k] * scale;
+                    sum = pairwise_sum(buffer, n, 1);
+                } else {
+                    /* rare: a long integer row; its pairwise sum of exact integers below 2^24 is exact */
+                    double exact = 0.0;
+                    for (k = 0; k < n; k++)
+                        exact += (double)xi[o * n + k];
+                    sum = (float)(exact * scale);
+                }
+            } else {
+                sum = pairwise_sum(xf + o * n, n, 1);
+            }
+            y[o] = sum / count;
+        } else { /* strided: numpy adds the rows in order */
+            float *out = y + o * inner;
+            for (i = 0; i < inner; i++)
+                out[i] = 0.0f;
+            for (k = 0; k < n; k++)
+                for (i = 0; i < inner; i++)
+                    out[i] += op->f[2] ? (float)xi[(o * n + k) * inner + i] * scale : xf[(o * n + k) * inner + i];
+            for (i = 0; i < inner; i++)
+                out[i] = out[i] / count;
+        }
+    }
+}
+
+static void resize(lmn_model *m, const lmn_op *op)
+{
+    float *y = FLOAT_AT(m, op->f[0]);
+    int64_t outer = op->f[4], n_in = op->f[5], n_out = op->f[6], inner = op->f[7], o, i, r;
+    float scale = exp2_int(op->f[3]);
+    for (o = 0; o < outer; o++)
+        for (i = 0; i < n_out; i++)
+            for (r = 0; r < inner; r++) {
+                int64_t a = (o * n_in + op->ints0[i]) * inner + r, b = (o * n_in + op->ints1[i]) * inner + r;
+                float va = operand(m, op->f[1], (int)op->f[2], scale, a);
+                float vb = operand(m, op->f[1], (int)op->f[2], scale, b);
+                float pa = va * op->floats0[i], pb = vb * op->floats1[i];
+                y[(o * n_out + i) * inner + r] = pa + pb;
+            }
+}
+
+static void conv_transpose(lmn_model *m, const lmn_op *op)
+{
+    float *y = FLOAT_AT(m, op->f[0]);
+    int64_t b = op->f[4], cin = op->f[5], t = op->f[6], cout = op->f[7], k = op->f[8], stride = op->f[9];
+    int64_t dil = op->f[10], padl = op->f[11], padr = op->f[12];
+    int64_t full = (t - 1) * stride + dil * (k - 1) + 1, length = full - padl - padr, job;
+    float scale = exp2_int(op->f[3]);
+    const float *w = op->floats0, *bias = op->floats1;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (job = 0; job < b * cout; job++) {
+        int64_t bi = job / cout, co = job % cout, p, j, ci;
+        for (p = 0; p < length; p++) {
+            int64_t pos = p + padl;
+            float acc = 0.0f;
+            for (j = 0; j < k; j++) { /* the golden engine adds tap by tap */
+                int64_t at_t = pos - j * dil, ti;
+                double dot = 0.0;
+                if (at_t < 0 || at_t % stride)
+                    continue;
+                ti = at_t / stride;
+                if (ti >= t)
+                    continue;
+                for (ci = 0; ci < cin; ci++)
+                    dot += (double)operand(m, op->f[1], (int)op->f[2], scale, (bi * cin + ci) * t + ti) *
+                           (double)w[(ci * cout + co) * k + j];
+                acc += (float)dot;
+            }
+            y[(bi * cout + co) * length + p] = acc + bias[co];
+        }
+    }
+}
+
+int lmn_execute(lmn_model *m, const lmn_op *op)
+{
+    switch (op->opcode) {
+    case OP_QUANT_FLOAT: quant_float(m, op); break;
+    case OP_REQUANT: requant(m, op); break;
+    case OP_LINEAR: linear(m, op); break;
+    case OP_CONV: conv(m, op); break;
+    case OP_INORM: integer_norm(m, op); break;
+    case OP_ADD_INT: add_int(m, op); break;
+    case OP_BINARY_FLOAT: binary_float(m, op); break;
+    case OP_PRELU_TABLE:
+    case OP_TABLE: table(m, op); break;
+    case OP_COPY: copy(m, op); break;
+    case OP_ZERO: memset((int32_t *)m->arena + m->values[op->f[0]].offset, 0, (size_t)m->values[op->f[0]].size * 4); break;
+    case OP_REDUCE_MEAN: reduce_mean(m, op); break;
+    case OP_RESIZE: resize(m, op); break;
+    case OP_CONV_TRANSPOSE: conv_transpose(m, op); break;
+    default: return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,692 @@
+/* Loading a packed model (FORMAT.md): header, checksum, sections, values, kernel records.
+ *
+ * The file is untrusted input. Every read goes through a bounded reader; every count is checked
+ * against the bytes left before anything is allocated; every value id, element count and strided view
+ * of every kernel is checked against the value table, so that the kernels may index without checks.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+#define MAX_VALUE_ELEMENTS ((int64_t)1 << 31)
+#define MAX_ARENA_ELEMENTS ((int64_t)1 << 32)
+
+void lmn_error(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list args;
+    if (err == NULL || err_len == 0)
+        return;
+    va_start(args, fmt);
+    vsnprintf(err, err_len, fmt, args);
+    va_end(args);
+}
+
+uint32_t lmn_crc32(const unsigned char *data, size_t size)
+{
+    /* CRC-32 (IEEE 802.3, reflected, as zlib.crc32), bitwise: the checksum runs once per load. */
+    uint32_t crc = 0xFFFFFFFFu;
+    size_t i;
+    int bit;
+    for (i = 0; i < size; i++) {
+        crc ^= data[i];
+        for (bit = 0; bit < 8; bit++)
+            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return crc ^ 0xFFFFFFFFu;
+}
+
+typedef struct {
+    const unsigned char *p, *end;
+    int failed;
+} reader;
+
+static uint32_t u32_at(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static int64_t read_varint(reader *r)
+{
+    uint64_t z = 0;
+    int shift = 0;
+    while (!r->failed) {
+        unsigned char byte;
+        if (r->p >= r->end || shift > 63) {
+            r->failed = 1;
+            break;
+        }
+        byte = *r->p++;
+        z |= (uint64_t)(byte & 0x7F) << shift;
+        shift += 7;
+        if (!(byte & 0x80))
+            return (z & 1) ? -(int64_t)(z >> 1) - 1 : (int64_t)(z >> 1);
+    }
+    return 0;
+}
+
+/* A varint that must lie in [lo, hi]. */
+static int64_t read_in(reader *r, int64_t lo, int64_t hi)
+{
+    int64_t v = read_varint(r);
+    if (v < lo || v > hi)
+        r->failed = 1;
+    return r->failed ? lo : v;
+}
+
+/* A bit-packed integer array of exactly `count` values (count, bits, data); NULL on failure. */
+static int32_t *read_ints(reader *r, int64_t count)
+{
+    int64_t n = read_in(r, 0, MAX_VALUE_ELEMENTS), bits = read_in(r, 1, 32), i, bytes;
+    int32_t *out;
+    if (r->failed || n != count)
+        goto fail;
+    bytes = (n * bits + 7) / 8;
+    if (bytes > r->end - r->p)
+        goto fail;
+    out = (int32_t *)malloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
+    if (out == NULL)
+        goto fail;
+    for (i = 0; i < n; i++) {
+        uint64_t u = 0;
+        int64_t b;
+        for (b = 0; b < bits; b++) {
+            int64_t bit = i * bits + b;
+            u |= (uint64_t)((r->p[bit >> 3] >> (bit & 7)) & 1) << b;
+        }
+        if (bits < 64 && (u >> (bits - 1)) & 1) /* sign-extend the b-bit two's complement */
+            u |= ~(uint64_t)0 << bits;
+        out[i] = (int32_t)(int64_t)u;
+    }
+    r->p += bytes;
+    return out;
+fail:
+    r->failed = 1;
+    return NULL;
+}
+
+static float *read_floats(reader *r, int64_t count)
+{
+    int64_t n = read_in(r, 0, MAX_VALUE_ELEMENTS), i;
+    float *out;
+    if (r->failed || n != count || n * 4 > r->end - r->p) {
+        r->failed = 1;
+        return NULL;
+    }
+    out = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (out == NULL) {
+        r->failed = 1;
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        uint32_t bitsv = u32_at(r->p + 4 * i);
+        memcpy(&out[i], &bitsv, sizeof(float));
+    }
+    r->p += 4 * n;
+    return out;
+}
+
+static int64_t product(const int64_t *dims, int rank)
+{
+    int64_t p = 1;
+    int d;
+    for (d = 0; d < rank; d++) {
+        if (dims[d] < 1 || p > MAX_VALUE_ELEMENTS / dims[d])
+            return -1;
+        p *= dims[d];
+    }
+    return p;
+}
+
+/* Every element of the view lies in [0, size). Dims and strides are bounded so the sums cannot overflow. */
+static int view_within(const lmn_view *v, int64_t size)
+{
+    int64_t lo = v->off, hi = v->off;
+    int d;
+    if (product(v->dims, v->rank) < 0 || v->off < 0 || v->off >= size)
+        return 0;
+    for (d = 0; d < v->rank; d++) {
+        int64_t s = v->strides[d], reach;
+        if (s > MAX_VALUE_ELEMENTS || s < -MAX_VALUE_ELEMENTS)
+            return 0;
+        reach = (v->dims[d] - 1) * s;
+        if (reach > 0)
+            hi += reach;
+        else
+            lo += reach;
+    }
+    return lo >= 0 && hi < size;
+}
+
+static void read_dims(reader *r, lmn_view *v, int rank)
+{
+    int d;
+    v->rank = rank;
+    for (d = 0; d < rank; d++)
+        v->dims[d] = read_in(r, 1, MAX_VALUE_ELEMENTS);
+}
+
+static void read_strides(reader *r, lmn_view *v)
+{
+    int d;
+    for (d = 0; d < v->rank; d++)
+        v->strides[d] = read_in(r, -MAX_VALUE_ELEMENTS, MAX_VALUE_ELEMENTS);
+}
+
+typedef struct {
+    lmn_model *m;
+    char *err;
+    size_t err_len;
+    int index;
+} checker;
+
+/* Value `id` exists, has `kind` (or any, -1) and, if elements >= 0, exactly that many elements. */
+static int value_ok(checker *c, int64_t id, int kind, int64_t elements, const char *what)
+{
+    if (id < 0 || id >= c->m->n_values) {
+        lmn_error(c->err, c->err_len, "packed model: kernel %d refers to value %lld of %d", c->index, (long long)id,
+                  c->m->n_values);
+        return 0;
+    }
+    if (kind >= 0 && c->m->values[id].kind != kind) {
+        lmn_error(c->err, c->err_len, "packed model: kernel %d: %s value %lld has the wrong kind", c->index, what,
+                  (long long)id);
+        return 0;
+    }
+    if (elements >= 0 && c->m->values[id].size != elements) {
+        lmn_error(c->err, c->err_len, "packed model: kernel %d: %s value %lld has %lld elements, expected %lld",
+                  c->index, what, (long long)id, (long long)c->m->values[id].size, (long long)elements);
+        return 0;
+    }
+    return 1;
+}
+
+static int64_t size_of(checker *c, int64_t id)
+{
+    return c->m->values[id].size;
+}
+
+static int fail_record(checker *c, const char *why)
+{
+    lmn_error(c->err, c->err_len, "packed model: kernel %d (opcode %d): %s; the file is corrupt or from another "
+              "packer version", c->index, c->m->ops[c->index].opcode, why);
+    return 0;
+}
+
+/* Reads one kernel record's payload and checks it against the value table. */
+static int read_op(checker *c, reader *r, lmn_op *op)
+{
+    int64_t *f = op->f;
+    int64_t n, i;
+    int rank;
+    const int64_t BIG = MAX_VALUE_ELEMENTS;
+    switch (op->opcode) {
+    case OP_QUANT_FLOAT:
+    case OP_REQUANT:
+        for (i = 0; i < 6; i++)
+            f[i] = read_in(r, i == 3 ? -126 : (i >= 4 ? -65536 : 0), i == 3 ? 126 : (i >= 4 ? 65536 : BIG));
+        if (r->failed)
+            return fail_record(c, "truncated fields");
+        if (op->opcode == OP_REQUANT && (f[3] < -62 || f[3] > 62))
+            return fail_record(c, "shift out of range");
+        return value_ok(c, f[0], KIND_INT, f[2], "output") &&
+               value_ok(c, f[1], op->opcode == OP_REQUANT ? KIND_INT : KIND_FLOAT, f[2], "input") &&
+               (f[4] <= f[5] || fail_record(c, "empty code range"));
+    case OP_LINEAR:
+    case OP_CONV: {
+        int conv = op->opcode == OP_CONV;
+        int nf = conv ? 15 : 7, has_out;
+        int64_t cout, cin, wcount, in_elems, out_elems;
+        for (i = 0; i < nf; i++)
+            f[i] = read_in(r, conv && (i == 9 || i == 10) ? 0 : (i >= nf - 2 ? 0 : 0), BIG);
+        has_out = (int)f[nf - 1];
+        if (has_out > 1 || f[nf - 2] > 1)
+            return fail_record(c, "bad flags");
+        if (has_out) {
+            f[nf] = read_in(r, -62, 62);
+            f[nf + 1] = read_in(r, -65536, 65536);
+            f[nf + 2] = read_in(r, -65536, 65536);
+        }
+        if (r->failed)
+            return fail_record(c, "truncated fields");
+        if (conv) { /* out in B Cin T Cout k stride dilation padl padr groups Tout has_bias has_out */
+            int64_t b = f[2], t = f[4], k = f[6], stride = f[7], dil = f[8], groups = f[11], tout = f[12], span;
+            cin = f[3];
+            cout = f[5];
+            if (b < 1 || cin < 1 || t < 1 || cout < 1 || k < 1 || stride < 1 || dil < 1 || groups < 1 ||
+                cin % groups || cout % groups || k > 4096 || dil > 65536 || f[9] > 65536 || f[10] > 65536)
+                return fail_record(c, "bad conv geometry");
+            span = t + f[9] + f[10] - dil * (k - 1) - 1;
+            if (span < 0 || tout != span / stride + 1)
+                return fail_record(c, "bad conv output length");
+            if (b > BIG / cin || b * cin > BIG / t || b > BIG / cout || b * cout > BIG / tout ||
+                cout > BIG / (cin / groups) || cout * (cin / groups) > BIG / k)
+                return fail_record(c, "conv too large");
+            in_elems = b * cin * t;
+            out_elems = b * cout * tout;
+            wcount = cout * (cin / groups) * k;
+        } else { /* out in rows Cin Cout has_bias has_out */
+            int64_t rows = f[2];
+            cin = f[3];
+            cout = f[4];
+            if (rows < 1 || cin < 1 || cout < 1 || rows > BIG / cin || rows > BIG / cout || cin > BIG / cout)
+                return fail_record(c, "bad linear geometry");
+            in_elems = rows * cin;
+            out_elems = rows * cout;
+            wcount = cin * cout;
+        }
+        if (!value_ok(c, f[0], KIND_INT, out_elems, "output") || !value_ok(c, f[1], KIND_INT, in_elems, "input"))
+            return 0;
+        {
+            int32_t *w = read_ints(r, wcount);
+            if (w == NULL)
+                return fail_record(c, "bad weights");
+            op->weights = (int8_t *)malloc((size_t)wcount);
+            if (op->weights == NULL) {
+                free(w);
+                return fail_record(c, "out of memory");
+            }
+            for (i = 0; i < wcount; i++) {
+                if (w[i] < -128 || w[i] > 127) {
+                    free(w);
+                    return fail_record(c, "weights wider than 8 bits");
+                }
+                op->weights[i] = (int8_t)w[i];
+            }
+            free(w);
+        }
+        if (f[nf - 2]) {
+            op->ints0 = read_ints(r, cout);
+            if (op->ints0 == NULL)
+                return fail_record(c, "bad bias");
+        }
+        op->n_fields = nf + (has_out ? 3 : 0);
+        return 1;
+    }
+    case OP_INORM: /* out in B N C inner fm fn; gamma[C] beta[C] */
+        for (i = 0; i < 8; i++)
+            f[i] = read_in(r, 0, BIG);
+        if (r->failed || f[2] < 1 || f[3] < 1 || f[4] < 1 || f[5] < 1 || f[6] > 8 || f[7] > 16 ||
+            f[2] > BIG / f[3] || f[3] % f[5] || f[4] > BIG / f[5] || (f[3] / f[5]) % f[4] != 0)
+            return fail_record(c, "bad norm geometry");
+        if (!value_ok(c, f[0], KIND_INT, f[2] * f[3], "output") || !value_ok(c, f[1], KIND_INT, f[2] * f[3], "input"))
+            return 0;
+        op->ints0 = read_ints(r, f[4]);
+        op->ints1 = op->ints0 ? read_ints(r, f[4]) : NULL;
+        if (op->ints1 == NULL)
+            return fail_record(c, "bad norm parameters");
+        for (i = 0; i < f[4]; i++)
+            if (op->ints0[i] < -32768 || op->ints0[i] > 32767 || op->ints1[i] < -(1 << 30) || op->ints1[i] > (1 << 30))
+                return fail_record(c, "norm parameters out of range");
+        return 1;
+    case OP_ADD_INT: /* out a b sub sa sb rank dims astr bstr */
+    case OP_BINARY_FLOAT: { /* out a ad ae b bd be code rank dims astr bstr */
+        int flt = op->opcode == OP_BINARY_FLOAT;
+        int head = flt ? 8 : 6;
+        for (i = 0; i < head; i++)
+            f[i] = read_in(r, -BIG, BIG);
+        rank = (int)read_in(r, 0, MAX_RANK);
+        if (r->failed)
+            return fail_record(c, "truncated fields");
+        read_dims(r, &op->a, rank);
+        op->b = op->a;
+        op->dst = op->a;
+        read_strides(r, &op->a);
+        read_strides(r, &op->b);
+        op->a.off = op->b.off = op->dst.off = 0;
+        for (i = 0; i < rank; i++)
+            op->dst.strides[rank - 1 - i] = i == 0 ? 1 : op->dst.strides[rank - i] * op->dst.dims[rank - i];
+        if (r->failed)
+            return fail_record(c, "truncated fields");
+        n = product(op->a.dims, rank);
+        if (n < 0)
+            return fail_record(c, "bad shape");
+        if (flt) {
+            if (f[2] < 0 || f[2] > 1 || f[5] < 0 || f[5] > 1 || f[7] < 0 || f[7] > 3 || f[3] < -126 ||
+                f[3] > 126 || f[6] < -126 || f[6] > 126)
+                return fail_record(c, "bad operand flags");
+            if (!value_ok(c, f[0], KIND_FLOAT, n, "output") ||
+                !value_ok(c, f[1], f[2] ? KIND_INT : KIND_FLOAT, -1, "first operand") ||
+                !value_ok(c, f[4], f[5] ? KIND_INT : KIND_FLOAT, -1, "second operand"))
+                return 0;
+            if (!view_within(&op->a, size_of(c, f[1])) || !view_within(&op->b, size_of(c, f[4])))
+                return fail_record(c, "operand view out of bounds");
+        } else {
+            if (f[3] < 0 || f[3] > 1 || f[4] < 0 || f[4] > 30 || f[5] < 0 || f[5] > 30)
+                return fail_record(c, "bad add flags");
+            if (!value_ok(c, f[0], KIND_INT, n, "output") || !value_ok(c, f[1], KIND_INT, -1, "first operand") ||
+                !value_ok(c, f[2], KIND_INT, -1, "second operand"))
+                return 0;
+            if (!view_within(&op->a, size_of(c, f[1])) || !view_within(&op->b, size_of(c, f[2])))
+                return fail_record(c, "operand view out of bounds");
+        }
+        return 1;
+    }
+    case OP_PRELU_TABLE: /* out in n e signed; slope */
+    case OP_TABLE: {     /* out in n signed; table[256] */
+        int prelu = op->opcode == OP_PRELU_TABLE;
+        int nf = prelu ? 5 : 4;
+        for (i = 0; i < nf; i++)
+            f[i] = read_in(r, -BIG, BIG);
+        if (r->failed || f[nf - 1] < 0 || f[nf - 1] > 1 || (prelu && (f[3] < -126 || f[3] > 126)))
+            return fail_record(c, "bad table fields");
+        if (!value_ok(c, f[0], KIND_FLOAT, f[2], "output") || !value_ok(c, f[1], KIND_INT, f[2], "input"))
+            return 0;
+        op->floats0 = read_floats(r, prelu ? 1 : 256);
+        if (op->floats0 == NULL)
+            return fail_record(c, "bad table");
+        return 1;
+    }
+    case OP_COPY: /* out in deq e rank dims dst_off dst_strides src_off src_strides */
+        for (i = 0; i < 4; i++)
+            f[i] = read_in(r, -BIG, BIG);
+        rank = (int)read_in(r, 0, MAX_RANK);
+        if (r->failed || f[2] < 0 || f[2] > 1 || f[3] < -126 || f[3] > 126)
+            return fail_record(c, "bad copy fields");
+        read_dims(r, &op->dst, rank);
+        op->src = op->dst;
+        op->dst.off = read_in(r, 0, BIG);
+        read_strides(r, &op->dst);
+        op->src.off = read_in(r, 0, BIG);
+        read_strides(r, &op->src);
+        if (r->failed)
+            return fail_record(c, "truncated fields");
+        if (!value_ok(c, f[0], f[2] ? KIND_FLOAT : -1, -1, "output") ||
+            !value_ok(c, f[1], f[2] ? KIND_INT : c->m->values[f[0]].kind, -1, "input"))
+            return 0;
+        if (!view_within(&op->dst, size_of(c, f[0])) || !view_within(&op->src, size_of(c, f[1])))
+            return fail_record(c, "copy view out of bounds");
+        return 1;
+    case OP_ZERO:
+        f[0] = read_in(r, 0, BIG);
+        if (r->failed)
+            return fail_record(c, "truncated fields");
+        return value_ok(c, f[0], -1, -1, "output");
+    case OP_REDUCE_MEAN: /* out in deq e outer n inner */
+        for (i = 0; i < 7; i++)
+            f[i] = read_in(r, -BIG, BIG);
+        if (r->failed || f[2] < 0 || f[2] > 1 || f[3] < -126 || f[3] > 126 || f[4] < 1 || f[5] < 1 || f[6] < 1 ||
+            f[4] > BIG / f[6] || f[4] * f[6] > BIG / f[5])
+            return fail_record(c, "bad reduction fields");
+        return value_ok(c, f[0], KIND_FLOAT, f[4] * f[6], "output") &&
+               value_ok(c, f[1], f[2] ? KIND_INT : KIND_FLOAT, f[4] * f[5] * f[6], "input");
+    case OP_RESIZE: /* out in deq e outer n_in n_out inner; lo hi w_lo w_hi */
+        for (i = 0; i < 8; i++)
+            f[i] = read_in(r, -BIG, BIG);
+        if (r->failed || f[2] < 0 || f[2] > 1 || f[3] < -126 || f[3] > 126 || f[4] < 1 || f[5] < 1 || f[6] < 1 ||
+            f[7] < 1 || f[4] > BIG / f[7] || f[4] * f[7] > BIG / f[5] || f[4] * f[7] > BIG / f[6])
+            return fail_record(c, "bad resize fields");
+        if (!value_ok(c, f[0], KIND_FLOAT, f[4] * f[6] * f[7], "output") ||
+            !value_ok(c, f[1], f[2] ? KIND_INT : KIND_FLOAT, f[4] * f[5] * f[7], "input"))
+            return 0;
+        op->ints0 = read_ints(r, f[6]);
+        op->ints1 = op->ints0 ? read_ints(r, f[6]) : NULL;
+        op->floats0 = op->ints1 ? read_floats(r, f[6]) : NULL;
+        op->floats1 = op->floats0 ? read_floats(r, f[6]) : NULL;
+        if (op->floats1 == NULL)
+            return fail_record(c, "bad resize taps");
+        for (i = 0; i < f[6]; i++)
+            if (op->ints0[i] < 0 || op->ints0[i] >= f[5] || op->ints1[i] < 0 || op->ints1[i] >= f[5])
+                return fail_record(c, "resize tap out of range");
+        return 1;
+    case OP_CONV_TRANSPOSE: { /* out in deq e B Cin T Cout k stride dilation padl padr; w[Cin*Cout*k] bias[Cout] */
+        int64_t b, cin, t, cout, k, stride, dil, length;
+        for (i = 0; i < 13; i++)
+            f[i] = read_in(r, -BIG, BIG);
+        b = f[4], cin = f[5], t = f[6], cout = f[7], k = f[8], stride = f[9], dil = f[10];
+        if (r->failed || f[2] < 0 || f[2] > 1 || f[3] < -126 || f[3] > 126 || b < 1 || cin < 1 || t < 1 ||
+            cout < 1 || k < 1 || k > 65536 || stride < 1 || stride > 65536 || dil < 1 || dil > 65536 || f[11] < 0 ||
+            f[12] < 0 || t > BIG / stride)
+            return fail_record(c, "bad transposed conv fields");
+        length = (t - 1) * stride + dil * (k - 1) + 1 - f[11] - f[12];
+        if (length < 1 || b > BIG / cin || b * cin > BIG / t || b > BIG / cout || b * cout > BIG / length ||
+            cin > BIG / cout || cin * cout > BIG / k)
+            return fail_record(c, "bad transposed conv geometry");
+        if (!value_ok(c, f[0], KIND_FLOAT, b * cout * length, "output") ||
+            !value_ok(c, f[1], f[2] ? KIND_INT : KIND_FLOAT, b * cin * t, "input"))
+            return 0;
+        op->floats0 = read_floats(r, cin * cout * k);
+        op->floats1 = op->floats0 ? read_floats(r, cout) : NULL;
+        if (op->floats1 == NULL)
+            return fail_record(c, "bad transposed conv weights");
+        return 1;
+    }
+    default:
+        return fail_record(c, "unknown kernel");
+    }
+}
+
+static void fill_prelu_table(lmn_op *op)
+{
+    int j;
+    float scale = 1.0f, slope = op->floats0[0];
+    int64_t e = op->f[3];
+    for (; e > 0; e--)
+        scale *= 2.0f;
+    for (; e < 0; e++)
+        scale *= 0.5f;
+    for (j = 0; j < 256; j++) {
+        int code = op->f[4] ? (j < 128 ? j : j - 256) : j;
+        float v = (float)code * scale;
+        op->table[j] = v < 0.0f ? v * slope : v;
+    }
+}
+
+static const char *section(const unsigned char *data, size_t size, int n_sections, const char *tag, size_t *len)
+{
+    int i;
+    for (i = 0; i < n_sections; i++) {
+        const unsigned char *entry = data + 24 + 12 * i;
+        uint32_t off = u32_at(entry + 4), n = u32_at(entry + 8);
+        if (memcmp(entry, tag, 4) == 0) {
+            if (off < 24 + 12u * (uint32_t)n_sections || off > size || n > size - off)
+                return NULL;
+            *len = n;
+            return (const char *)data + off;
+        }
+    }
+    return NULL;
+}
+
+int lmn_load(const unsigned char *data, size_t size, lmn_model **model, char *err, size_t err_len)
+{
+    lmn_model *m;
+    reader r;
+    size_t len;
+    const char *p;
+    uint32_t version, total, crc;
+    int n_sections, i;
+    int64_t count;
+    checker c;
+    *model = NULL;
+    if (size < 24 || memcmp(data, "LIMUSEPK", 8) != 0) {
+        lmn_error(err, err_len, "packed model: not a LiMuSE packed model (bad magic); expected a <name>.packed.bin "
+                  "written by python -m limuse_export.pack");
+        return 1;
+    }
+    version = u32_at(data + 8);
+    total = u32_at(data + 12);
+    crc = u32_at(data + 16);
+    if (version != LMN_FORMAT_VERSION) {
+        lmn_error(err, err_len, "packed model: format version %u; this engine reads version %d (re-pack the model "
+                  "with the matching limuse_export)", version, LMN_FORMAT_VERSION);
+        return 1;
+    }
+    if (total != size) {
+        lmn_error(err, err_len, "packed model: %zu bytes, the header says %u; the file is truncated or has trailing "
+                  "bytes", size, total);
+        return 1;
+    }
+    if (lmn_crc32(data + 20, size - 20) != crc) {
+        lmn_error(err, err_len, "packed model: checksum mismatch (CRC-32); the file is corrupt");
+        return 1;
+    }
+    n_sections = (int)u32_at(data + 20);
+    if (n_sections < 3 || n_sections > 64 || 24 + 12 * (size_t)n_sections > size) {
+        lmn_error(err, err_len, "packed model: bad section table");
+        return 1;
+    }
+    m = (lmn_model *)calloc(1, sizeof(lmn_model));
+    if (m == NULL) {
+        lmn_error(err, err_len, "packed model: out of memory");
+        return 1;
+    }
+    c.m = m;
+    c.err = err;
+    c.err_len = err_len;
+    c.index = -1;
+    p = section(data, size, n_sections, "CONF", &len);
+    if (p == NULL)
+        goto bad_sections;
+    m->config = (char *)malloc(len + 1);
+    if (m->config == NULL)
+        goto oom;
+    memcpy(m->config, p, len);
+    m->config[len] = '\0';
+
+    p = section(data, size, n_sections, "VALS", &len);
+    if (p == NULL)
+        goto bad_sections;
+    r.p = (const unsigned char *)p;
+    r.end = r.p + len;
+    r.failed = 0;
+    count = read_in(&r, 1, (int64_t)(len / 3 + 1));
+    m->arena_elements = read_in(&r, 1, MAX_ARENA_ELEMENTS);
+    if (r.failed)
+        goto bad_values;
+    m->n_values = (int)count;
+    m->values = (lmn_value *)calloc((size_t)count, sizeof(lmn_value));
+    if (m->values == NULL)
+        goto oom;
+    for (i = 0; i < m->n_values; i++) {
+        lmn_value *v = &m->values[i];
+        v->kind = (int)read_in(&r, 0, 1);
+        v->size = read_in(&r, 1, MAX_VALUE_ELEMENTS);
+        v->offset = read_in(&r, 0, MAX_ARENA_ELEMENTS);
+        if (r.failed || v->offset > m->arena_elements - v->size)
+            goto bad_values;
+    }
+    /* the IO table: which input (0 mixture, 1 voiceprint, 2 visual), value id, rank, dims; then the output */
+    for (i = 0; i < 3; i++)
+        m->input_value[i] = -1;
+    count = read_in(&r, 1, 3);
+    for (i = 0; i < count && !r.failed; i++) {
+        int which = (int)read_in(&r, 0, 2), rank, d;
+        int64_t id = read_in(&r, 0, m->n_values - 1), dims[MAX_RANK];
+        rank = (int)read_in(&r, 1, MAX_RANK);
+        for (d = 0; d < rank; d++)
+            dims[d] = read_in(&r, 1, MAX_VALUE_ELEMENTS);
+        if (r.failed || m->input_value[which] != -1 || m->values[id].kind != KIND_FLOAT ||
+            product(dims, rank) != m->values[id].size)
+            goto bad_values;
+        m->input_value[which] = (int)id;
+        m->input_elements[which] = (long)m->values[id].size;
+    }
+    m->output_value = (int)read_in(&r, 0, m->n_values - 1);
+    if (r.failed || m->input_value[0] < 0 || m->values[m->output_value].kind != KIND_FLOAT || r.p != r.end)
+        goto bad_values;
+
+    p = section(data, size, n_sections, "PROG", &len);
+    if (p == NULL)
+        goto bad_sections;
+    r.p = (const unsigned char *)p;
+    r.end = r.p + len;
+    r.failed = 0;
+    count = read_in(&r, 1, (int64_t)len);
+    if (r.failed)
+        goto bad_program;
+    m->n_ops = (int)count;
+    m->ops = (lmn_op *)calloc((size_t)count, sizeof(lmn_op));
+    if (m->ops == NULL)
+        goto oom;
+    for (i = 0; i < m->n_ops; i++) {
+        reader rec;
+        int64_t bytes;
+        m->ops[i].opcode = (int)read_in(&r, 1, OP_COUNT - 1);
+        m->ops[i].stage = (int)read_in(&r, 0, LMN_MAX_STAGES - 1);
+        bytes = read_in(&r, 0, (int64_t)(r.end - r.p));
+        if (r.failed)
+            goto bad_program;
+        rec.p = r.p;
+        rec.end = r.p + bytes;
+        rec.failed = 0;
+        r.p += bytes;
+        c.index = i;
+        if (!read_op(&c, &rec, &m->ops[i]))
+            goto fail;
+        if (rec.p != rec.end) {
+            fail_record(&c, "record longer than its fields");
+            goto fail;
+        }
+        if (m->ops[i].opcode == OP_PRELU_TABLE)
+            fill_prelu_table(&m->ops[i]);
+    }
+    if (r.p != r.end)
+        goto bad_program;
+    *model = m;
+    return 0;
+bad_sections:
+    lmn_error(err, err_len, "packed model: a section (CONF, VALS, PROG) is missing or out of bounds");
+    goto fail;
+bad_values:
+    lmn_error(err, err_len, "packed model: the value table is inconsistent; the file is corrupt");
+    goto fail;
+bad_program:
+    lmn_error(err, err_len, "packed model: the kernel table is inconsistent; the file is corrupt");
+    goto fail;
+oom:
+    lmn_error(err, err_len, "packed model: out of memory");
+fail:
+    lmn_free(m);
+    return 1;
+}
+
+int lmn_load_file(const char *path, lmn_model **model, char *err, size_t err_len)
+{
+    FILE *file = fopen(path, "rb");
+    unsigned char *data;
+    long size;
+    int rc;
+    *model = NULL;
+    if (file == NULL) {
+        lmn_error(err, err_len, "packed model: cannot open '%s'; expected a <name>.packed.bin file", path);
+        return 1;
+    }
+    if (fseek(file, 0, SEEK_END) != 0 || (size = ftell(file)) < 0 || fseek(file, 0, SEEK_SET) != 0) {
+        fclose(file);
+        lmn_error(err, err_len, "packed model: cannot read '%s'", path);
+        return 1;
+    }
+    data = (unsigned char *)malloc((size_t)size + 1);
+    if (data == NULL || fread(data, 1, (size_t)size, file) != (size_t)size) {
+        free(data);
+        fclose(file);
+        lmn_error(err, err_len, "packed model: cannot read '%s'", path);
+        return 1;
+    }
+    fclose(file);
+    rc = lmn_load(data, (size_t)size, model, err, err_len);
+    free(data);
+    return rc;
+}
+
+void lmn_free(lmn_model *m)
+{
+    int i;
+    if (m == NULL)
+        return;
+    for (i = 0; m->ops != NULL && i < m->n_ops; i++) {
+        free(m->ops[i].weights);
+        free(m->ops[i].ints0);
+        free(m->ops[i].ints1);
+        free(m->ops[i].floats0);
+        free(m->ops[i].floats1);
+    }
+    free(m->ops);
+    free(m->values);
+    free(m->config);
+    free(m->arena);
+    free(m);
+}

@@ -1,0 +1,67 @@
+/* The in-memory form of a packed model, shared by the loader (model.c) and the kernels (kernels.c). */
+#ifndef LIMUSE_NATIVE_MODEL_H
+#define LIMUSE_NATIVE_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "limuse_native.h"
+
+enum {
+    OP_QUANT_FLOAT = 1, OP_REQUANT, OP_LINEAR, OP_CONV, OP_INORM, OP_ADD_INT, OP_BINARY_FLOAT, OP_PRELU_TABLE,
+    OP_TABLE, OP_COPY, OP_ZERO, OP_REDUCE_MEAN, OP_RESIZE, OP_CONV_TRANSPOSE, OP_COUNT
+};
+
+enum { KIND_INT = 0, KIND_FLOAT = 1 };
+
+#define MAX_RANK 8
+#define MAX_FIELDS 48
+
+typedef struct {
+    int kind;
+    int64_t size;   /* elements */
+    int64_t offset; /* elements from the start of the arena */
+} lmn_value;
+
+/* A strided view: element i (multi-index) sits at off + sum i_d * stride_d. */
+typedef struct {
+    int rank;
+    int64_t dims[MAX_RANK];
+    int64_t off;
+    int64_t strides[MAX_RANK];
+} lmn_view;
+
+typedef struct {
+    int opcode;
+    int stage; /* index into the CONF section's "stages" (for per-stage times) */
+    int64_t f[MAX_FIELDS]; /* the record's integer fields, in FORMAT.md order */
+    int n_fields;
+    lmn_view dst, src, a, b; /* decoded views (COPY, ADD_INT, BINARY_FLOAT) */
+    int8_t *weights;         /* LINEAR, CONV */
+    int32_t *ints0, *ints1;  /* bias (LINEAR, CONV); gamma, beta (INORM); lo, hi (RESIZE) */
+    float *floats0, *floats1; /* slope (PRELU_TABLE), table (TABLE), w_lo/w_hi (RESIZE), w/bias (CONV_T) */
+    float table[256];        /* PRELU_TABLE: filled at load */
+} lmn_op;
+
+struct lmn_model {
+    char *config;
+    int n_values;
+    lmn_value *values;
+    int64_t arena_elements;
+    void *arena;
+    int n_ops;
+    lmn_op *ops;
+    int input_value[3];
+    long input_elements[3];
+    int output_value;
+    double seconds[OP_COUNT];
+    double stage_seconds[LMN_MAX_STAGES];
+    lmn_observer observer;
+    void *observer_context;
+};
+
+void lmn_error(char *err, size_t err_len, const char *fmt, ...);
+int lmn_execute(lmn_model *m, const lmn_op *op);
+uint32_t lmn_crc32(const unsigned char *data, size_t size);
+
+#endif

@@ -1,0 +1,49 @@
+"""Fixtures of the native-engine tests: the C library built once, a tiny -po2-inorm model exported to QONNX
+(static shape: 0.4 s, ten video frames, so limuse-run's windowing applies) and packed."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # test_golden's export helpers
+
+SAMPLES, VIDEO_FRAMES = 6400, 10
+
+
+@pytest.fixture(scope="session")
+def native_library():
+    from limuse_runtime.native import build
+    try:
+        return build.build()
+    except RuntimeError as exc:
+        pytest.skip(f"no C compiler to build the native engine: {exc}")
+
+
+@pytest.fixture(scope="session")
+def tiny_inorm_qonnx(tmp_path_factory):
+    import torch
+    from test_golden import calibrated_po2_model, example_inputs, export_qonnx
+    torch.set_num_threads(1)
+    model = calibrated_po2_model("tiny", "w3a8-po2-inorm", samples=SAMPLES, video_frames=VIDEO_FRAMES)
+    inputs = example_inputs(model, SAMPLES, VIDEO_FRAMES, seed=1)
+    path = export_qonnx(model, inputs, tmp_path_factory.mktemp("native") / "tiny_inorm.qonnx.onnx")
+    with torch.no_grad():
+        waveform = model(**inputs).numpy()
+    return path, {k: v.numpy() for k, v in inputs.items()}, waveform
+
+
+@pytest.fixture(scope="session")
+def tiny_packed(tiny_inorm_qonnx, native_library):
+    from limuse_export.pack import pack
+    qonnx, inputs, waveform = tiny_inorm_qonnx
+    path = qonnx.with_name("tiny_inorm.packed.bin")
+    pack(qonnx, path, {"preset": "tiny", "recipe": "w3a8-po2-inorm"})
+    return path, inputs, waveform
+
+
+def write_raw(path, array) -> Path:
+    np.ascontiguousarray(array, "<f4").tofile(path)
+    return Path(path)
