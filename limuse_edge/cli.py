@@ -8,6 +8,7 @@ import sys
 
 COMMANDS = {
     "profile": ("limuse_edge.profile_cli", "params, size and MACs of a preset under a recipe"),
+    "make-speech-pool": ("limuse_edge.data.pool_cli", "build the offline speech pool for dynamic mixing"),
     "make-corpus": ("limuse_edge.data.cli", "build an offline multi-cue corpus in the MC_Grid layout"),
     "train": ("limuse_edge.train.cli", "train a model (float or QAT) from a YAML config"),
     "evaluate": ("limuse_edge.evaluate_cli", "SI-SDR / SDR / SDRi of a checkpoint on a corpus split"),

@@ -37,3 +37,13 @@ def spec_dir() -> Path:
 def paper_table(spec_dir) -> dict:
     """The paper's table as data: {"input": ..., "rows": [{"name", "params_exact", ...}]}."""
     return json.loads((spec_dir / "paper_table.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def speech_pool(tmp_path_factory):
+    """A speech pool of a few voices of every engine, two utterances each (about 20 s to build);
+    shared by the data and training tests."""
+    from limuse_edge.data.pool import build_pool
+    root = tmp_path_factory.mktemp("pool") / "pool"
+    build_pool(root, seed=5, talkers=6, espeak_voices=7, utterances=2, progress=False)
+    return root

@@ -34,16 +34,23 @@ def calibrate(model: LiMuSE, loader, n_batches: int, device) -> None:
 
 
 @torch.no_grad()
-def validate(model, loader, device) -> float:
-    """Mean zero-mean SI-SDR (dB) of the estimates."""
+def validate(model: LiMuSE, loader, device, net=None) -> float:
+    """Mean zero-mean SI-SDR (dB) of the estimates of `net` (the model, or its DDP / compiled wrapper).
+    Under torchrun every rank scores its shard and all get the mean over all of them, so the LR
+    schedule and early stopping, which follow this number, stay the same on every rank."""
     from limuse_edge.metrics import si_sdr
-    model.eval()
-    scores = []
+    net = model if net is None else net
+    net.eval()
+    total = torch.zeros(2, dtype=torch.float64)
     for batch in loader:
-        est = model(*model_inputs(model, batch, device))
-        scores.extend(si_sdr(est.cpu(), batch["target"]).tolist())
-    model.train()
-    return float(sum(scores) / max(len(scores), 1))
+        scores = si_sdr(net(*model_inputs(model, batch, device)).cpu(), batch["target"])
+        total += torch.tensor([float(scores.sum()), len(scores)], dtype=torch.float64)
+    net.train()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        total = total.to(device)
+        torch.distributed.all_reduce(total)
+        total = total.cpu()
+    return float(total[0] / max(float(total[1]), 1.0))
 
 
 class _Distributed:
@@ -193,7 +200,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         elapsed = time.monotonic() - epoch_start
         state["train_seconds"] += elapsed
         state["audio_seconds"] += epoch_audio
-        valid_si_sdr = validate(net, valid_loader, device)
+        valid_si_sdr = validate(model, valid_loader, device, net)
         scheduler.step(valid_si_sdr)
         state["epoch"] += 1
         lr = optimizer.param_groups[0]["lr"]

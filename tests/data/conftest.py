@@ -13,15 +13,6 @@ TINY = dict(n_train=6, n_valid=4, n_test=4, seed=7, seconds=1.0, no_face_fractio
 
 
 @pytest.fixture(scope="session")
-def speech_pool(tmp_path_factory):
-    """A few voices of every engine, two utterances each (about 20 s to build)."""
-    from limuse_edge.data.pool import build_pool
-    root = tmp_path_factory.mktemp("pool") / "pool"
-    build_pool(root, seed=5, talkers=6, espeak_voices=7, utterances=2, progress=False)
-    return root
-
-
-@pytest.fixture(scope="session")
 def tiny_params():
     return dict(TINY)
 
