@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from limuse_edge.io import atomic_write_text
+from limuse_runtime.contract import atomic_write_text
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"  # <somewhere>/main beside <somewhere>/shared

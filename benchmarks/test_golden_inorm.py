@@ -17,7 +17,7 @@ import torch
 from test_golden import INT32_MAX, PO2_PRETRAINED, _demo_inputs, _ref, si_sdr
 from threadpoolctl import threadpool_limits
 
-from limuse_edge.io import atomic_write_text
+from limuse_runtime.contract import atomic_write_text
 from limuse_runtime.golden import GoldenEngine
 
 INORM_ENV = "LIMUSE_INORM_CHECKPOINT"

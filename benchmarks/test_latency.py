@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from limuse_edge.io import atomic_write_text
+from limuse_runtime.contract import SAMPLE_RATE, VISUAL_DIM, VOICEPRINT_DIM, atomic_write_text, n_video_frames
 
 PRESET = "limuse_k32"
 INPUT_SECONDS = 3.0
@@ -131,10 +131,10 @@ def test_latency(tmp_path):
     torch_models, onnx_paths = prepare_models()
     golden, golden_model = golden_backend(torch_models["float"])
     rng = np.random.default_rng(0)
-    n = int(INPUT_SECONDS * 16000)
+    n = int(INPUT_SECONDS * SAMPLE_RATE)
     mixture = (0.1 * rng.standard_normal((2, n))).astype(np.float32)
-    voiceprint = rng.standard_normal(512).astype(np.float32)
-    visual = rng.standard_normal((n // 640, 256)).astype(np.float32)
+    voiceprint = rng.standard_normal(VOICEPRINT_DIM).astype(np.float32)
+    visual = rng.standard_normal((n_video_frames(n), VISUAL_DIM)).astype(np.float32)
     torch_inputs = [torch.from_numpy(a)[None] for a in (mixture, voiceprint, visual)]
 
     rows, skipped = [], {"golden at 2 threads": "a numpy reference engine; timed at one thread only"}

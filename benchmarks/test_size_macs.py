@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from limuse_edge.checkpoint import build_model
-from limuse_edge.config import SAMPLE_RATE
 from limuse_edge.profile import profile_model
+from limuse_runtime.contract import SAMPLE_RATE
 
 INPUT_SECONDS = 3.0
 N_SAMPLES = int(INPUT_SECONDS * SAMPLE_RATE)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from limuse_edge.config import SAMPLE_RATE, VISUAL_DIM, VOICEPRINT_DIM
+from limuse_runtime.contract import MIXTURE, SAMPLE_RATE, VISUAL, VISUAL_DIM, VOICEPRINT, VOICEPRINT_DIM, n_video_frames
 
 DEMO_DIR = Path(str(files("limuse_edge"))) / "assets" / "demo"
 
@@ -29,20 +29,19 @@ class Utterance:
         """Batch-1 model inputs for a model with `cues` and `channels` microphones."""
         if self.mixture.shape[0] < channels:
             raise ValueError(f"{self.name}: {self.mixture.shape[0]} channel(s); the model expects {channels}")
-        inputs = {"mixture": self.mixture[None, :channels]}
-        if "voiceprint" in cues:
-            inputs["voiceprint"] = self.voiceprint[None]
-        if "visual" in cues:
-            inputs["visual"] = self.visual[None]
+        inputs = {MIXTURE: self.mixture[None, :channels]}
+        if VOICEPRINT in cues:
+            inputs[VOICEPRINT] = self.voiceprint[None]
+        if VISUAL in cues:
+            inputs[VISUAL] = self.visual[None]
         return inputs
 
     def head(self, n_samples: int) -> "Utterance":
         """The first `n_samples` samples and their video frames (25 fps, rounded up)."""
         if n_samples > self.target.shape[-1]:
             raise ValueError(f"{self.name}: {self.target.shape[-1]} samples; cannot take the first {n_samples}")
-        frames = -(-n_samples * 25 // 16000)
         return Utterance(f"{self.name}[:{n_samples}]", self.mixture[:, :n_samples], self.target[:n_samples],
-                         self.voiceprint, self.visual[:frames], self.info)
+                         self.voiceprint, self.visual[:n_video_frames(n_samples)], self.info)
 
 
 def _audio(path: Path) -> np.ndarray:

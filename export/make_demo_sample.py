@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from limuse_edge.config import SAMPLE_RATE
-from limuse_edge.io import atomic_write_bytes, atomic_write_text
 from limuse_export.demo_sample import DEMO_DIR
+from limuse_runtime.contract import SAMPLE_RATE, atomic_write_bytes, atomic_write_text
 
 
 def _wav(audio: np.ndarray) -> bytes:

@@ -22,7 +22,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from limuse_export.prepare import DYNAMIC_AXES, OUTPUT_NAME, OnnxInterface
+from limuse_export.prepare import OnnxInterface
+from limuse_runtime.contract import DYNAMIC_AXES, OUTPUT_NAME
 
 OPSET = 17
 

@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from limuse_runtime.contract import OUTPUT_NAME
+
 # ORT op types that compute on integers (QDQ fusions of Conv, MatMul, Gemm and friends).
 INTEGER_KERNELS = ("QLinearConv", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul", "QGemm",
                    "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearConcat",
@@ -54,4 +56,4 @@ def initializers_as_inputs(model: onnx.ModelProto) -> list[str]:
 def run(sess: ort.InferenceSession, inputs: dict[str, np.ndarray]) -> np.ndarray:
     wanted = [i.name for i in sess.get_inputs()]
     feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in wanted}
-    return sess.run(["target"], feed)[0]
+    return sess.run([OUTPUT_NAME], feed)[0]

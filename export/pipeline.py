@@ -15,7 +15,6 @@ import numpy as np
 import onnx
 import torch
 
-from limuse_edge.io import atomic_write_text
 from limuse_edge.metrics import si_sdr
 from limuse_export import onnx_export, ort_session, parity
 from limuse_export.demo_sample import Utterance
@@ -24,10 +23,11 @@ from limuse_export.prepare import calibrate, exportable
 from limuse_export.qonnx_check import run_qonnx
 from limuse_export.save import save_onnx
 from limuse_export.sources import Source
+from limuse_runtime.contract import MIXTURE, SAMPLE_RATE, VISUAL, VOICEPRINT, atomic_write_text
 
 # qonnx's executor keeps every intermediate tensor (7.4 GB for 3 s of limuse_k32: it was OOM-killed), so
 # the static-shape QONNX file is exported, and checked against Brevitas, on the first second of audio.
-QONNX_SAMPLES = 16000
+QONNX_SAMPLES = SAMPLE_RATE
 FORMATS = ("qonnx", "int8", "float")
 
 
@@ -112,7 +112,7 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
     report["ort_optimized_ops"] = ops[main]
     report["ort_optimized_ops_by_file"] = ops
     report["integer_kernels"] = {k: ort_session.kernel_summary(v) for k, v in ops.items()}
-    report["macs"] = _macs(source.float, inputs[0]["mixture"].shape[-1])
+    report["macs"] = _macs(source.float, inputs[0][MIXTURE].shape[-1])
     report["parity"], report["parity_per_utterance"] = _parity(source, quantized, out, protos, utterances, inputs, log)
     if "qonnx" in protos:
         report["parity"].update(_qonnx_parity(quantized, protos["qonnx"], qonnx_utterance, cfg, log))
@@ -126,7 +126,7 @@ def _parity(source, quantized, out, protos, utterances, inputs, log):
     float_session = ort_session.session(out / f"{source.name}.float.onnx")
     int8_session = ort_session.session(out / f"{source.name}.int8.onnx") if quantized is not None else None
     for utterance, x in zip(utterances, inputs):
-        entry = {"utterance": utterance.name, "samples": int(x["mixture"].shape[-1])}
+        entry = {"utterance": utterance.name, "samples": int(x[MIXTURE].shape[-1])}
         entry["float_ort_vs_torch"] = parity.compare(_forward(source.float, x), ort_session.run(float_session, x),
                                                      utterance.target)
         rows["float_ort_vs_torch"].append(entry["float_ort_vs_torch"])
@@ -161,13 +161,13 @@ def demo_si_sdr(path: "str | Path", utterance: Utterance) -> dict[str, float]:
     session = ort_session.session(path)
     wanted = {i.name for i in session.get_inputs()}
     channels = session.get_inputs()[0].shape[1]
-    inputs = utterance.inputs(tuple(n for n in ("voiceprint", "visual") if n in wanted), int(channels))
+    inputs = utterance.inputs(tuple(n for n in (VOICEPRINT, VISUAL) if n in wanted), int(channels))
     start = time.perf_counter()
     estimate = ort_session.run(session, inputs)[0]
     seconds = time.perf_counter() - start
     return {"si_sdr_db": float(si_sdr(estimate, utterance.target)),
             "mixture_si_sdr_db": float(si_sdr(utterance.mixture[0], utterance.target)),
-            "seconds": seconds, "audio_seconds": utterance.target.shape[-1] / 16000}
+            "seconds": seconds, "audio_seconds": utterance.target.shape[-1] / SAMPLE_RATE}
 
 
 def _json(report: dict) -> str:

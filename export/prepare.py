@@ -13,15 +13,9 @@ import torch
 import torch.nn as nn
 
 from limuse_edge import quant
-from limuse_edge.config import SAMPLE_RATE, VISUAL_DIM, VOICEPRINT_DIM
 from limuse_edge.model import LiMuSE
 from limuse_edge.model.blocks import NORM_EPS, GroupNormChannelsLast
-
-INPUT_NAMES = ("mixture", "voiceprint", "visual")
-OUTPUT_NAME = "target"
-DYNAMIC_AXES = {"mixture": {0: "batch", 2: "samples"}, "voiceprint": {0: "batch"},
-                "visual": {0: "batch", 1: "frames"}, "target": {0: "batch", 1: "samples"}}
-VIDEO_FPS = 25
+from limuse_runtime.contract import INPUT_NAMES, MIXTURE, VISUAL, VISUAL_DIM, VOICEPRINT, VOICEPRINT_DIM, n_video_frames
 
 
 class _ExportableGroupNorm(GroupNormChannelsLast):
@@ -37,7 +31,7 @@ class OnnxInterface(nn.Module):
     def __init__(self, model: LiMuSE):
         super().__init__()
         self.model = model
-        self.input_names = ["mixture", *[c for c in ("voiceprint", "visual") if c in model.config.cues]]
+        self.input_names = [n for n in INPUT_NAMES if n == MIXTURE or n in model.config.cues]
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.model(**dict(zip(self.input_names, inputs)))
@@ -56,12 +50,11 @@ def example_inputs(model: LiMuSE, n_samples: int, seed: int = 0, batch: int = 1)
     """Random inputs of the contract's shapes: `n_samples` audio samples and the matching 25 fps frames."""
     cfg = model.config
     gen = torch.Generator().manual_seed(seed)
-    inputs = {"mixture": 0.1 * torch.randn(batch, cfg.mic_channels, n_samples, generator=gen)}
-    if "voiceprint" in cfg.cues:
-        inputs["voiceprint"] = torch.randn(batch, VOICEPRINT_DIM, generator=gen)
-    if "visual" in cfg.cues:
-        frames = max(1, -(-n_samples * VIDEO_FPS // SAMPLE_RATE))
-        inputs["visual"] = torch.randn(batch, frames, VISUAL_DIM, generator=gen)
+    inputs = {MIXTURE: 0.1 * torch.randn(batch, cfg.mic_channels, n_samples, generator=gen)}
+    if VOICEPRINT in cfg.cues:
+        inputs[VOICEPRINT] = torch.randn(batch, VOICEPRINT_DIM, generator=gen)
+    if VISUAL in cfg.cues:
+        inputs[VISUAL] = torch.randn(batch, n_video_frames(n_samples), VISUAL_DIM, generator=gen)
     return inputs
 
 

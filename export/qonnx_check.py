@@ -7,6 +7,8 @@ from contextlib import contextmanager
 import numpy as np
 import onnx
 
+from limuse_runtime.contract import OUTPUT_NAME
+
 
 def run_qonnx(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> np.ndarray:
     from qonnx.core.modelwrapper import ModelWrapper
@@ -23,7 +25,7 @@ def run_qonnx(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> np.ndarr
                              f"static and expects {want}")
     feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in names}
     with _no_sanitizing():
-        return execute_onnx(wrapper, feed)["target"]
+        return execute_onnx(wrapper, feed)[OUTPUT_NAME]
 
 
 @contextmanager

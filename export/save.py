@@ -5,7 +5,7 @@ from pathlib import Path
 
 import onnx
 
-from limuse_edge.io import atomic_write_bytes
+from limuse_runtime.contract import atomic_write_bytes
 
 
 def save_onnx(model: onnx.ModelProto, path: "str | Path") -> int:

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from limuse_edge.config import ModelConfig, get_preset
-from limuse_edge.io import atomic_write_bytes
 from limuse_edge.model import LiMuSE
 from limuse_edge.quant import QuantRecipe, get_recipe
+from limuse_runtime.contract import atomic_write_bytes
 
 FORMAT = "limuse_edge/1"
 

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import yaml
 
+from limuse_runtime.contract import SAMPLE_RATE  # noqa: F401  (train/trainer.py still imports it from here)
+
 CUES = ("voiceprint", "visual")
 MASK_ACTIVATIONS = ("none", "relu", "sigmoid")
-VOICEPRINT_DIM = 512
-VISUAL_DIM = 256
-SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)

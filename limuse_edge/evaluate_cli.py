@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from limuse_edge.io import atomic_write_text
+from limuse_runtime.contract import atomic_write_text
 
 
 def add_arguments(parser) -> None:

@@ -17,14 +17,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
-from limuse_edge.config import SAMPLE_RATE, VISUAL_DIM, VOICEPRINT_DIM
 from limuse_edge.model import LiMuSE
 from limuse_edge.model.blocks import TAC, ContextCodec, GroupNormChannelsLast
 from limuse_edge.model.integer_norm import IntegerGroupNorm
 from limuse_edge.quant import is_quant_layer
+from limuse_runtime.contract import SAMPLE_RATE, VISUAL_DIM, VOICEPRINT_DIM, n_video_frames
 
 FLOAT_BITS = 32
-VIDEO_FPS = 25
 MIB = 2 ** 20
 
 
@@ -159,8 +158,7 @@ def example_inputs(model: LiMuSE, n_samples: int, seed: int = 0) -> tuple:
     gen = torch.Generator().manual_seed(seed)
     mixture = torch.randn(1, cfg.mic_channels, n_samples, generator=gen)
     voiceprint = torch.randn(1, VOICEPRINT_DIM, generator=gen) if "voiceprint" in cfg.cues else None
-    frames = max(1, round(n_samples * VIDEO_FPS / SAMPLE_RATE))
-    visual = torch.randn(1, frames, VISUAL_DIM, generator=gen) if "visual" in cfg.cues else None
+    visual = torch.randn(1, n_video_frames(n_samples), VISUAL_DIM, generator=gen) if "visual" in cfg.cues else None
     return mixture, voiceprint, visual
 
 

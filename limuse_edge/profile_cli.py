@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from limuse_edge.config import PRESETS, SAMPLE_RATE, get_preset
-from limuse_edge.io import atomic_write_text
+from limuse_edge.config import PRESETS, get_preset
+from limuse_runtime.contract import SAMPLE_RATE, atomic_write_text
 from limuse_edge.quant import get_recipe
 
 

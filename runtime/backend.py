@@ -12,16 +12,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from limuse_runtime.contract import (INPUT_NAMES, MIN_SAMPLES, MIXTURE, OUTPUT_NAME, SAMPLE_RATE, VIDEO_RATE, VISUAL,
+                                     VISUAL_DIM, VOICEPRINT, VOICEPRINT_DIM, n_video_frames)
 from limuse_runtime.errors import InputError
-
-SAMPLE_RATE = 16000
-VIDEO_FPS = 25
-SAMPLES_PER_VIDEO_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640
-VOICEPRINT_DIM = 512
-VISUAL_DIM = 256
-# Shortest mixture accepted: one video frame (40 ms). It is longer than any encoder filter, and the
-# visual cue needs at least one frame to interpolate from.
-MIN_SAMPLES = SAMPLES_PER_VIDEO_FRAME
 
 
 @dataclass(frozen=True)
@@ -55,18 +48,17 @@ def session_options(threads: int, optimized_model_path: str | None = None,
 def read_contract(session: ort.InferenceSession) -> ModelContract:
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = [o.name for o in session.get_outputs()]
-    if "mixture" not in inputs or outputs != ["target"]:
+    if MIXTURE not in inputs or outputs != [OUTPUT_NAME]:
         raise InputError(f"model: inputs {sorted(inputs)} -> outputs {outputs}; expected a LiMuSE export "
-                         f"with inputs mixture[, voiceprint][, visual] and the single output target")
-    unknown = sorted(set(inputs) - {"mixture", "voiceprint", "visual"})
+                         f"with inputs {MIXTURE}[, {VOICEPRINT}][, {VISUAL}] and the single output {OUTPUT_NAME}")
+    unknown = sorted(set(inputs) - set(INPUT_NAMES))
     if unknown:
-        raise InputError(f"model: unexpected inputs {unknown}; expected mixture, voiceprint, visual")
-    shape = inputs["mixture"].shape
+        raise InputError(f"model: unexpected inputs {unknown}; expected {', '.join(INPUT_NAMES)}")
+    shape = inputs[MIXTURE].shape
     if len(shape) != 3 or not isinstance(shape[1], int):
         raise InputError(f"model: mixture input has shape {shape}; expected (batch, channels, samples) "
                          f"with a fixed channel count")
-    return ModelContract(mic_channels=shape[1], has_voiceprint="voiceprint" in inputs,
-                         has_visual="visual" in inputs)
+    return ModelContract(mic_channels=shape[1], has_voiceprint=VOICEPRINT in inputs, has_visual=VISUAL in inputs)
 
 
 class OrtSeparator:
@@ -104,19 +96,14 @@ class OrtSeparator:
     def __call__(self, mixture: np.ndarray, voiceprint: np.ndarray | None = None,
                  visual: np.ndarray | None = None) -> np.ndarray:
         self.check(mixture, voiceprint, visual)
-        feeds = {"mixture": np.ascontiguousarray(mixture[None], dtype=np.float32)}
+        feeds = {MIXTURE: np.ascontiguousarray(mixture[None], dtype=np.float32)}
         if self.contract.has_voiceprint:
-            feeds["voiceprint"] = np.ascontiguousarray(voiceprint[None], dtype=np.float32)
+            feeds[VOICEPRINT] = np.ascontiguousarray(voiceprint[None], dtype=np.float32)
         if self.contract.has_visual:
             if visual is None:  # no face: the published convention is an all-zero track
                 visual = np.zeros((n_video_frames(mixture.shape[1]), VISUAL_DIM), np.float32)
-            feeds["visual"] = np.ascontiguousarray(visual[None], dtype=np.float32)
-        return self.session.run(["target"], feeds)[0][0]
-
-
-def n_video_frames(n_samples: int) -> int:
-    """Video frames (25 fps) that cover n_samples of 16 kHz audio."""
-    return max(1, -(-n_samples // SAMPLES_PER_VIDEO_FRAME))
+            feeds[VISUAL] = np.ascontiguousarray(visual[None], dtype=np.float32)
+        return self.session.run([OUTPUT_NAME], feeds)[0][0]
 
 
 def check_voiceprint(voiceprint: np.ndarray | None, contract: ModelContract) -> None:
@@ -139,6 +126,6 @@ def check_visual(visual: np.ndarray | None, contract: ModelContract) -> None:
     if not contract.has_visual:
         raise InputError("visual: this model has no visual input (a no-VIS variant); expected no visual")
     if visual.ndim != 2 or visual.shape[1] != VISUAL_DIM or visual.shape[0] < 1:
-        raise InputError(f"visual: got shape {visual.shape}; expected (frames, {VISUAL_DIM}) at {VIDEO_FPS} fps")
+        raise InputError(f"visual: got shape {visual.shape}; expected (frames, {VISUAL_DIM}) at {VIDEO_RATE} fps")
     if not np.isfinite(visual).all():
         raise InputError("visual: contains NaN or Inf; expected finite values")

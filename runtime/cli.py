@@ -60,8 +60,8 @@ def run(argv: list[str]) -> int:
     try:
         # Imported here so that `limuse-run golden` does not pay for onnxruntime.
         from limuse_runtime.backend import OrtSeparator
-        from limuse_runtime.streaming import (DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, WindowPlan, load_visual,
-                                              load_voiceprint, separate_file)
+        from limuse_runtime.contract import load_visual, load_voiceprint
+        from limuse_runtime.streaming import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, WindowPlan, separate_file
         from limuse_runtime.native.binding import is_packed_model, native_separator
         if is_packed_model(args.model):  # <name>.packed.bin: the native integer engine (runtime/native)
             separator, plan = native_separator(args.model, args.threads, args.window, args.overlap)

@@ -1,4 +1,5 @@
-"""The contract every side of the toolchain shares: rates, cue shapes, the graph's names, atomic files.
+"""The contract every side of the toolchain shares: rates, cue shapes, the graph's names, the cue files,
+atomic files.
 
 It lives in the runtime package because the runtime must stay torch-free and is installed on its own;
 the training side (limuse_edge) and the exporter (limuse_export) import it. Nothing else defines these.
@@ -11,11 +12,18 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
+from limuse_runtime.errors import InputError
+
 SAMPLE_RATE = 16000
 VIDEO_RATE = 25  # lip-feature frames per second
 SAMPLES_PER_VIDEO_FRAME = SAMPLE_RATE // VIDEO_RATE  # 640
 VOICEPRINT_DIM = 512
 VISUAL_DIM = 256
+# Shortest mixture accepted: one video frame (40 ms). It is longer than any encoder filter, and the
+# visual cue needs at least one frame to interpolate from.
+MIN_SAMPLES = SAMPLES_PER_VIDEO_FRAME
 
 # The exported graphs' inputs (a model without a cue lacks that input) and output, in this order.
 MIXTURE, VOICEPRINT, VISUAL = "mixture", "voiceprint", "visual"
@@ -29,6 +37,43 @@ DYNAMIC_AXES = {MIXTURE: {0: "batch", 2: "samples"}, VOICEPRINT: {0: "batch"},
 def n_video_frames(n_samples: int) -> int:
     """Video frames that cover `n_samples` audio samples: rounded up, at least one (75 for 3 s)."""
     return max(1, -(-int(n_samples) // SAMPLES_PER_VIDEO_FRAME))
+
+
+def load_voiceprint(path: "str | Path") -> np.ndarray:
+    """A .npy of shape (512,) or (1, 512)."""
+    array = _load_npy(path, VOICEPRINT, f"({VOICEPRINT_DIM},)")
+    if array.shape == (1, VOICEPRINT_DIM):
+        array = array[0]
+    if array.shape != (VOICEPRINT_DIM,):
+        raise InputError(f"voiceprint: got shape {array.shape} in {str(path)!r}; expected ({VOICEPRINT_DIM},)")
+    return array
+
+
+def load_visual(path: "str | Path") -> np.ndarray:
+    """A .npy of shape (frames, 256) or (1, frames, 256), 25 fps."""
+    array = _load_npy(path, VISUAL, f"(frames, {VISUAL_DIM})")
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2 or array.shape[1] != VISUAL_DIM or array.shape[0] < 1:
+        raise InputError(f"visual: got shape {array.shape} in {str(path)!r}; expected (frames, {VISUAL_DIM}) "
+                         f"at {VIDEO_RATE} fps")
+    return array
+
+
+def _load_npy(path: "str | Path", name: str, shape: str) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{name}: no such file {str(path)!r}; expected a .npy array of shape {shape}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception:  # numpy raises ValueError / OSError / EOFError for foreign files
+        raise InputError(f"{name}: cannot read {str(path)!r} as a .npy array; expected shape {shape}") from None
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"{name}: {str(path)!r} holds {getattr(array, 'dtype', type(array))}; expected a float "
+                         f"array of shape {shape}")
+    if not np.isfinite(array).all():
+        raise InputError(f"{name}: {str(path)!r} contains NaN or Inf; expected finite values")
+    return array.astype(np.float32)
 
 
 @contextlib.contextmanager

@@ -18,18 +18,19 @@ the longest window, not by the recording.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import soundfile as sf
 
-from limuse_runtime.backend import (SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VIDEO_FPS, MIN_SAMPLES, VISUAL_DIM,
-                                    VOICEPRINT_DIM, ModelContract, n_video_frames)
+from limuse_runtime.contract import (MIN_SAMPLES, SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VIDEO_RATE, atomic_path,
+                                     n_video_frames)
 from limuse_runtime.errors import InputError
+
+if TYPE_CHECKING:  # the backend imports onnxruntime; windowing works with any separator
+    from limuse_runtime.backend import ModelContract
 
 Separator = Callable[[np.ndarray, "np.ndarray | None", "np.ndarray | None"], np.ndarray]
 ReadWindow = Callable[[int, int], np.ndarray]
@@ -47,11 +48,11 @@ class WindowPlan:
 
     @classmethod
     def from_seconds(cls, window_s: float = DEFAULT_WINDOW_S, overlap_s: float = DEFAULT_OVERLAP_S) -> "WindowPlan":
-        window_frames, overlap_frames = round(window_s * VIDEO_FPS), round(overlap_s * VIDEO_FPS)
+        window_frames, overlap_frames = round(window_s * VIDEO_RATE), round(overlap_s * VIDEO_RATE)
         if window_frames < 2 or not 1 <= overlap_frames <= window_frames // 2:
             raise InputError(f"window: got window {window_s} s with overlap {overlap_s} s; expected a window of "
-                             f"at least {2 / VIDEO_FPS} s and an overlap between {1 / VIDEO_FPS} s and half "
-                             f"the window, in multiples of {1 / VIDEO_FPS} s (one video frame)")
+                             f"at least {2 / VIDEO_RATE} s and an overlap between {1 / VIDEO_RATE} s and half "
+                             f"the window, in multiples of {1 / VIDEO_RATE} s (one video frame)")
         return cls(window_frames * SAMPLES_PER_VIDEO_FRAME, overlap_frames * SAMPLES_PER_VIDEO_FRAME)
 
     @property
@@ -112,21 +113,14 @@ def separate_file(separator: Separator, contract: ModelContract, mixture_path: s
                          f".wav file in an existing directory")
     n_samples = check_mixture_file(mixture_path, contract.mic_channels)
     check_visual_length(visual, n_samples)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".wav", dir=out_path.parent)
-    os.close(fd)
-    try:
-        with sf.SoundFile(str(mixture_path)) as source, \
-                sf.SoundFile(tmp, "w", samplerate=SAMPLE_RATE, channels=1, subtype="FLOAT", format="WAV") as sink:
-            def read(start: int, stop: int) -> np.ndarray:
-                source.seek(start)
-                return source.read(stop - start, dtype="float32", always_2d=True).T
+    with atomic_path(out_path, suffix=".wav") as tmp, sf.SoundFile(str(mixture_path)) as source, \
+            sf.SoundFile(str(tmp), "w", samplerate=SAMPLE_RATE, channels=1, subtype="FLOAT", format="WAV") as sink:
+        def read(start: int, stop: int) -> np.ndarray:
+            source.seek(start)
+            return source.read(stop - start, dtype="float32", always_2d=True).T
 
-            for block in overlap_add(separator, read, n_samples, voiceprint, visual, plan):
-                sink.write(block)
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        for block in overlap_add(separator, read, n_samples, voiceprint, visual, plan):
+            sink.write(block)
     return n_samples / SAMPLE_RATE
 
 
@@ -159,41 +153,4 @@ def check_visual_length(visual: np.ndarray | None, n_samples: int) -> None:
     expected = n_video_frames(n_samples)
     if abs(len(visual) - expected) > max(2, VISUAL_FRAME_SLACK * expected):
         raise InputError(f"visual: got {len(visual)} frames for {n_samples / SAMPLE_RATE:.2f} s of audio; "
-                         f"expected about {expected} frames ({VIDEO_FPS} fps)")
-
-
-def load_voiceprint(path: str | Path) -> np.ndarray:
-    """A .npy of shape (512,) or (1, 512)."""
-    array = _load_npy(path, "voiceprint", f"({VOICEPRINT_DIM},)")
-    if array.shape == (1, VOICEPRINT_DIM):
-        array = array[0]
-    if array.shape != (VOICEPRINT_DIM,):
-        raise InputError(f"voiceprint: got shape {array.shape} in {str(path)!r}; expected ({VOICEPRINT_DIM},)")
-    return array
-
-
-def load_visual(path: str | Path) -> np.ndarray:
-    """A .npy of shape (frames, 256) or (1, frames, 256), 25 fps."""
-    array = _load_npy(path, "visual", f"(frames, {VISUAL_DIM})")
-    if array.ndim == 3 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim != 2 or array.shape[1] != VISUAL_DIM or array.shape[0] < 1:
-        raise InputError(f"visual: got shape {array.shape} in {str(path)!r}; expected (frames, {VISUAL_DIM}) "
-                         f"at {VIDEO_FPS} fps")
-    return array
-
-
-def _load_npy(path: str | Path, name: str, shape: str) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{name}: no such file {str(path)!r}; expected a .npy array of shape {shape}")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except Exception:  # numpy raises ValueError / OSError / EOFError for foreign files
-        raise InputError(f"{name}: cannot read {str(path)!r} as a .npy array; expected shape {shape}") from None
-    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
-        raise InputError(f"{name}: {str(path)!r} holds {getattr(array, 'dtype', type(array))}; expected a float "
-                         f"array of shape {shape}")
-    if not np.isfinite(array).all():
-        raise InputError(f"{name}: {str(path)!r} contains NaN or Inf; expected finite values")
-    return array.astype(np.float32)
+                         f"expected about {expected} frames ({VIDEO_RATE} fps)")

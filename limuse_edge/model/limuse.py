@@ -5,7 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from limuse_edge.config import VISUAL_DIM, VOICEPRINT_DIM, ModelConfig
+from limuse_edge.config import ModelConfig
+from limuse_runtime.contract import VISUAL_DIM, VOICEPRINT_DIM
 from limuse_edge.model.blocks import GCTCN, ContextCodec
 from limuse_edge.quant import QuantRecipe, get_recipe
 

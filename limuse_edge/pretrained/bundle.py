@@ -11,8 +11,8 @@ import json
 import sys
 
 from limuse_edge.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from limuse_edge.io import atomic_write_text
 from limuse_edge.pretrained import HERE
+from limuse_runtime.contract import atomic_write_text
 
 
 def bundle(checkpoint: str, last: str, name: str, data: str, corpus_recipe: str, limit: int | None) -> dict:

@@ -7,18 +7,15 @@ per-layer test vectors.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from limuse_runtime.contract import MIXTURE, SAMPLE_RATE, VISUAL, VOICEPRINT, atomic_path, load_visual, load_voiceprint
 from limuse_runtime.errors import InputError
-
-SAMPLE_RATE = 16000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,14 +58,13 @@ def run_golden_cli(argv: list[str]) -> int:
 
 
 def _read_inputs(args, engine) -> dict:
-    from limuse_runtime.streaming import load_visual, load_voiceprint
     names = engine.input_names
-    mixture_shape = engine.graph.input_shapes.get("mixture")
-    if "mixture" not in names or mixture_shape is None or len(mixture_shape) != 3:
-        raise InputError(f"model: inputs {list(names)}; expected a LiMuSE export with input 'mixture' (B, C, S)")
+    mixture_shape = engine.graph.input_shapes.get(MIXTURE)
+    if MIXTURE not in names or mixture_shape is None or len(mixture_shape) != 3:
+        raise InputError(f"model: inputs {list(names)}; expected a LiMuSE export with input '{MIXTURE}' (B, C, S)")
     mixture = _read_mixture(args.mixture, mixture_shape)
-    inputs = {"mixture": mixture[None]}
-    for name, path, loader in (("voiceprint", args.voiceprint, load_voiceprint), ("visual", args.visual, load_visual)):
+    inputs = {MIXTURE: mixture[None]}
+    for name, path, loader in ((VOICEPRINT, args.voiceprint, load_voiceprint), (VISUAL, args.visual, load_visual)):
         if name in names and path is None:
             raise InputError(f"{name}: missing; this model expects --{name}")
         if name not in names and path is not None:
@@ -93,12 +89,5 @@ def _read_mixture(path: str, shape: tuple) -> np.ndarray:
 
 
 def _write_wav(path: str, samples: np.ndarray) -> None:
-    out = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".wav", dir=out.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, samples, SAMPLE_RATE, subtype="FLOAT", format="WAV")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".wav") as tmp:
+        sf.write(str(tmp), samples, SAMPLE_RATE, subtype="FLOAT", format="WAV")

@@ -11,6 +11,7 @@ from limuse_export.demo_sample import Utterance
 from limuse_export.prepare import calibrate, example_inputs, exportable
 from limuse_export.save import save_onnx
 from limuse_export.sources import from_preset
+from limuse_runtime.contract import n_video_frames
 
 # tiny's padding in the context codec (block 8, hop 4; frames = (S - 16) / 8 + 1):
 # 4000 samples -> 499 frames, tail padding 1; 5000 -> 624 frames, tail padding 4.
@@ -19,7 +20,7 @@ LENGTHS = (4000, 5000)
 
 def synthetic_utterance(name: str, n_samples: int, seed: int) -> Utterance:
     rng = np.random.default_rng(seed)
-    frames = -(-n_samples * 25 // 16000)
+    frames = n_video_frames(n_samples)
     return Utterance(name, (0.1 * rng.standard_normal((2, n_samples))).astype(np.float32),
                      (0.1 * rng.standard_normal(n_samples)).astype(np.float32),
                      rng.standard_normal(512).astype(np.float32),

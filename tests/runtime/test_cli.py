@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -34,6 +36,20 @@ def test_round_trip_prints_duration_wall_time_and_rtf(tiny_float_onnx, tmp_path,
     assert abs(float(match[2]) - float(match[1]) / 3.5) < 1e-3
     audio, rate = sf.read(tmp_path / "t.wav")
     assert rate == 16000 and audio.shape == (56000,) and np.isfinite(audio).all() and audio.std() > 0
+
+
+def test_output_wav_gets_the_permissions_of_a_plain_open(tiny_float_onnx, tmp_path):
+    """The output is written to a temporary file and renamed; it must still come out 0666 less the
+    umask (mkstemp alone would make it 0600, unreadable by another user or a web server)."""
+    mixture = write_wav(tmp_path / "mix.wav", speech_like(2, 1.0))
+    np.save(tmp_path / "vp.npy", np.ones(512, np.float32))
+    previous = os.umask(0o022)
+    try:
+        assert run_cli(tiny_float_onnx, mixture, tmp_path / "t.wav", tmp_path / "vp.npy") == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "t.wav").stat().st_mode) == 0o644
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
 def test_missing_visual_means_no_face(tiny_float_onnx, tmp_path):
