@@ -239,6 +239,32 @@ def test_engine_runs_without_torch(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+def test_golden_subcommand_runs_without_onnxruntime(tmp_path):
+    """`limuse-run golden` in a fresh interpreter where importing onnxruntime fails: the golden engine,
+    its CLI and what they import (the contract's cue loaders and writer) must not need it."""
+    import subprocess
+    import sys
+    import textwrap
+    model, _, _ = encoder_like_model(tmp_path / "m.onnx")
+    sf.write(tmp_path / "mix.wav", np.zeros((16, 2), np.float32), 16000, subtype="FLOAT")
+    script = textwrap.dedent(f"""
+        import sys, importlib.abc
+        class Ban(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "onnxruntime":
+                    raise ImportError("onnxruntime is not installed on this board")
+        sys.meta_path.insert(0, Ban())
+        from limuse_runtime import cli
+        code = cli.main(["golden", "--model", {str(model)!r}, "--mixture", {str(tmp_path / "mix.wav")!r},
+                         "--out", {str(tmp_path / "y.wav")!r}])
+        assert "onnxruntime" not in sys.modules
+        sys.exit(code)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sf.read(tmp_path / "y.wav")[0].size > 0
+
+
 def linear_gemm_model(path, s_in=2.0 ** -4, s_w=2.0 ** -2, s_out=2.0 ** -2):
     """x (6, 5) -> Quant -> Gemm(x, Quant(W (3, 5)), Quant(b), transB=1) -> Quant: a 2-D linear as the
     TorchScript exporter writes F.linear on a matrix."""
