@@ -7,7 +7,6 @@ by the worker's torch seed, so they differ between workers and epochs yet repeat
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from limuse_edge.data import layout
+from limuse_edge.data.voiceprint_table import read_voiceprint_table
 from limuse_runtime.contract import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VISUAL_DIM, VOICEPRINT_DIM, n_video_frames
 VOICEPRINT_SOURCES = ("target", "reference")
 _FRAME_SLACK = 2  # lip tracks a frame or two longer or shorter than the audio are trimmed or padded
@@ -67,8 +67,7 @@ class MCGridDataset(Dataset):
         path = self.root / layout.VOICEPRINT_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path}: voiceprint file not found; expected grid_vp.pkl in the corpus root")
-        with open(path, "rb") as f:
-            table = pickle.load(f)
+        table = read_voiceprint_table(path)
         needed = {}
         for number, key in enumerate(self.keys, start=1):
             if key not in table:
