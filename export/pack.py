@@ -29,7 +29,7 @@ from limuse_runtime.golden.engine import _RunContext
 from limuse_runtime.golden.fixed_point import GoldenError, QTensor
 from limuse_runtime.golden.graph import load_graph
 from limuse_runtime.golden.lower import TORCH_MODULE_DOC, lower
-from limuse_runtime.golden.ops import LAYOUT, OPS, conv_params, linear_resize_taps
+from limuse_runtime.golden.ops import LAYOUT, OPS, conv_params
 
 MAGIC = b"LIMUSEPK"
 VERSION = 1
@@ -42,6 +42,7 @@ MAX_RANK = 8
 OP_QUANT_FLOAT, OP_REQUANT, OP_LINEAR, OP_CONV, OP_INORM, OP_ADD_INT, OP_BINARY_FLOAT = 1, 2, 3, 4, 5, 6, 7
 OP_PRELU_TABLE, OP_TABLE, OP_COPY, OP_ZERO, OP_REDUCE_MEAN, OP_RESIZE, OP_CONV_TRANSPOSE = 8, 9, 10, 11, 12, 13, 14
 BINARY_CODES = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}
+RESIZE_TRANSFORMS = {"half_pixel": 0, "pytorch_half_pixel": 0, "align_corners": 1, "asymmetric": 2}
 ALIASES = {"Reshape", "Squeeze", "Unsqueeze", "Identity", "Flatten"}  # contiguous reinterpretations
 FLOAT_NORMS = {"InstanceNormalization", "LayerNormalization", "Sqrt"}
 
@@ -446,15 +447,16 @@ class Compiler:
             raise PackError(f"node {node.name} (Resize): resizes axes {axes}; expected one axis")
         axis = axes[0]
         n_in, n_out = shape[axis], y.shape[axis]
-        if node.attrs.get("mode") != "linear":
-            raise PackError(f"node {node.name} (Resize): mode {node.attrs.get('mode')!r}; expected linear")
-        lo, hi, w_lo, w_hi = linear_resize_taps(n_in, n_out, node.attrs.get("coordinate_transformation_mode",
-                                                                               "half_pixel"))
+        transform = node.attrs.get("coordinate_transformation_mode", "half_pixel")
+        if node.attrs.get("mode") != "linear" or transform not in RESIZE_TRANSFORMS:
+            raise PackError(f"node {node.name} (Resize): mode {node.attrs.get('mode')!r}, {transform!r}; expected "
+                            f"linear with one of {sorted(RESIZE_TRANSFORMS)}")
+        # The C engine computes the taps of limuse_runtime.golden.ops.linear_resize_taps itself (the same
+        # float32 operations): stored, they would grow with the window (30 KB at 3 s on limuse_k32).
         xi, xd, xe = self._operand(node.inputs[0], x)
         out = self.define(node.outputs[0], y)
         self.program.emit(OP_RESIZE, [out, xi, xd, xe, int(np.prod(shape[:axis])), n_in, n_out,
-                                      int(np.prod(shape[axis + 1:]))], [xi], [out],
-                          packed_ints(lo) + packed_ints(hi) + floats(w_lo) + floats(w_hi))
+                                      int(np.prod(shape[axis + 1:])), RESIZE_TRANSFORMS[transform]], [xi], [out])
 
     def conv_transpose(self, node, args, y) -> None:
         x, w = args[0], np.asarray(args[1], np.float32)

@@ -7,6 +7,7 @@
  * whose channel sums numpy leaves to BLAS (here: in double, rounded once; equal within float rounding).
  * Build with FP contraction off (-ffp-contract=off): a fused multiply-add would round differently.
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -76,6 +77,17 @@ static int64_t isqrt64(int64_t v)
 }
 
 /* ---------------------------------------------------------------- quantization */
+/* Round half to even in the default rounding mode: adding 1.5 * 2^23 (2^52) drops the fraction of
+ * |v| <= 2^22 (2^51). C99 rintf/nearbyint do the same but are library calls on x86-64 without SSE4.1.
+ * Needs arithmetic in the declared type (FLT_EVAL_METHOD 0: SSE, NEON); otherwise the library call. */
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+static float round_half_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
+static double round_half_even_double(double v) { return (v + 6755399441055744.0) - 6755399441055744.0; }
+#else
+static float round_half_even(float v) { return rintf(v); }
+static double round_half_even_double(double v) { return nearbyint(v); }
+#endif
+
 static void quant_float(lmn_model *m, const lmn_op *op)
 {
     const float *x = FLOAT_AT(m, op->f[1]);
@@ -83,8 +95,9 @@ static void quant_float(lmn_model *m, const lmn_op *op)
     float scale = exp2_int(-op->f[3]), lo = (float)op->f[4], hi = (float)op->f[5];
     int64_t i, n = op->f[2];
     for (i = 0; i < n; i++) {
-        float v = rintf(x[i] * scale); /* half to even in the default rounding mode */
-        y[i] = (int32_t)(v < lo ? lo : (v > hi ? hi : v));
+        float v = x[i] * scale;
+        v = v < lo ? lo : (v > hi ? hi : v); /* the code range is integral: clamping first is the same */
+        y[i] = (int32_t)round_half_even(v);
     }
 }
 
@@ -99,38 +112,85 @@ static void requant(lmn_model *m, const lmn_op *op)
 }
 
 /* ---------------------------------------------------------------- integer layers */
+/* Per-frame linear layers (rows, C_in) x (C_in, C_out) have few channels per row (4 -> 12 in limuse_k32's
+ * TAC, 4 -> 24 in its blocks) and hundreds of thousands of rows: a row at a time leaves the vector units
+ * idle. So a tile of TILE rows is turned channel-major (int16 codes, C_in x TILE), and each weight is one
+ * broadcast over the tile (a zero weight, frequent at 3 bits, skips its whole pass). When the static bound
+ * 128 * max_co sum_ci |w| + max |bias| is below 2^15, the accumulators are int16 as well. */
+#define TILE 64
+#define TILE_CHANNELS 512
+
+static void linear_rows(lmn_model *m, const lmn_op *op, int64_t row, int64_t end)
+{
+    /* the plain form, for layers too wide for a tile's stack buffer */
+    const int32_t *x = INT_AT(m, op->f[1]);
+    int32_t *y = INT_AT(m, op->f[0]);
+    int64_t cin = op->f[3], cout = op->f[4], ci, co;
+    int has_out = (int)op->f[6];
+    for (; row < end; row++)
+        for (co = 0; co < cout; co++) {
+            int64_t acc = op->ints0 ? op->ints0[co] : 0;
+            for (ci = 0; ci < cin; ci++)
+                acc += (int64_t)x[row * cin + ci] * op->weights[ci * cout + co];
+            y[row * cout + co] = has_out ? clamp64(shift_half_even(acc, (int)op->f[7]), op->f[8], op->f[9]) : (int32_t)acc;
+        }
+}
+
 static void linear(lmn_model *m, const lmn_op *op)
 {
     const int32_t *x = INT_AT(m, op->f[1]);
     int32_t *y = INT_AT(m, op->f[0]);
-    int64_t rows = op->f[2], cin = op->f[3], cout = op->f[4], row;
-    int has_out = (int)op->f[6];
+    int64_t rows = op->f[2], cin = op->f[3], cout = op->f[4], tiles = (rows + TILE - 1) / TILE, tile;
+    int has_out = (int)op->f[6], narrow = op->narrow;
     int shift = has_out ? (int)op->f[7] : 0;
     int64_t lo = has_out ? op->f[8] : 0, hi = has_out ? op->f[9] : 0;
     const int8_t *w = op->weights;
     const int32_t *bias = op->ints0;
+    if (cin > TILE_CHANNELS) {
+        linear_rows(m, op, 0, rows);
+        return;
+    }
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
-    for (row = 0; row < rows; row++) {
-        int32_t acc[4096];
-        const int32_t *xr = x + row * cin;
-        int32_t *yr = y + row * cout;
-        int64_t ci, co, c0;
-        for (c0 = 0; c0 < cout; c0 += 4096) {
-            int64_t width = cout - c0 < 4096 ? cout - c0 : 4096;
-            for (co = 0; co < width; co++)
-                acc[co] = bias ? bias[c0 + co] : 0;
-            for (ci = 0; ci < cin; ci++) {
-                int32_t v = xr[ci];
-                const int8_t *wr = w + ci * cout + c0;
-                if (v == 0)
-                    continue;
-                for (co = 0; co < width; co++)
-                    acc[co] += v * wr[co];
+    for (tile = 0; tile < tiles; tile++) {
+        int16_t xt[TILE_CHANNELS * TILE];
+        int64_t r0 = tile * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE, r, ci, co;
+        for (ci = 0; ci < cin; ci++)
+            for (r = 0; r < TILE; r++)
+                xt[ci * TILE + r] = r < nr ? (int16_t)x[(r0 + r) * cin + ci] : 0;
+        for (co = 0; co < cout; co++) {
+            int32_t *yc = y + r0 * cout + co;
+            int32_t b0 = bias ? bias[co] : 0;
+            if (narrow) {
+                int16_t acc[TILE];
+                for (r = 0; r < TILE; r++)
+                    acc[r] = (int16_t)b0;
+                for (ci = 0; ci < cin; ci++) {
+                    int16_t wv = w[ci * cout + co];
+                    const int16_t *xs = xt + ci * TILE;
+                    if (wv == 0)
+                        continue;
+                    for (r = 0; r < TILE; r++)
+                        acc[r] = (int16_t)(acc[r] + wv * xs[r]);
+                }
+                for (r = 0; r < nr; r++)
+                    yc[r * cout] = has_out ? clamp64(shift_half_even(acc[r], shift), lo, hi) : acc[r];
+            } else {
+                int32_t acc[TILE];
+                for (r = 0; r < TILE; r++)
+                    acc[r] = b0;
+                for (ci = 0; ci < cin; ci++) {
+                    int32_t wv = w[ci * cout + co];
+                    const int16_t *xs = xt + ci * TILE;
+                    if (wv == 0)
+                        continue;
+                    for (r = 0; r < TILE; r++)
+                        acc[r] += wv * xs[r];
+                }
+                for (r = 0; r < nr; r++)
+                    yc[r * cout] = has_out ? clamp64(shift_half_even(acc[r], shift), lo, hi) : acc[r];
             }
-            for (co = 0; co < width; co++)
-                yr[c0 + co] = has_out ? clamp64(shift_half_even(acc[co], shift), lo, hi) : acc[co];
         }
     }
 }
@@ -150,20 +210,37 @@ static void conv(lmn_model *m, const lmn_op *op)
 #pragma omp parallel for schedule(static)
 #endif
     for (job = 0; job < b * cout; job++) {
-        int64_t bi = job / cout, co = job % cout, g = co / og, to, ci, j;
+        /* the packer proved |acc| < 2^31: int32 rows of accumulators, one weight broadcast over a run */
+        int64_t bi = job / cout, co = job % cout, g = co / og, ci, j, to;
         const int8_t *wc = op->weights + co * cg * k;
-        for (to = 0; to < tout; to++) {
-            int64_t acc = bias ? bias[co] : 0;
-            for (ci = 0; ci < cg; ci++) {
-                const int32_t *xc = x + (bi * cin + g * cg + ci) * t;
-                for (j = 0; j < k; j++) {
-                    int64_t ti = to * stride + j * dil - padl;
-                    if (ti >= 0 && ti < t)
-                        acc += (int64_t)xc[ti] * wc[ci * k + j];
+        int32_t *yr = y + (bi * cout + co) * tout;
+        int32_t b0 = bias ? bias[co] : 0;
+        for (to = 0; to < tout; to++)
+            yr[to] = b0;
+        for (ci = 0; ci < cg; ci++) {
+            const int32_t *xc = x + (bi * cin + g * cg + ci) * t;
+            for (j = 0; j < k; j++) {
+                int32_t w = wc[ci * k + j];
+                int64_t offset = j * dil - padl, first, last; /* input index = to * stride + offset */
+                if (w == 0)
+                    continue;
+                first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+                last = (t - 1 - offset) < 0 ? -1 : (t - 1 - offset) / stride;
+                if (last > tout - 1)
+                    last = tout - 1;
+                if (stride == 1) {
+                    const int32_t *xs = xc + offset;
+                    for (to = first; to <= last; to++)
+                        yr[to] += w * xs[to];
+                } else {
+                    for (to = first; to <= last; to++)
+                        yr[to] += w * xc[to * stride + offset];
                 }
             }
-            y[(bi * cout + co) * tout + to] = has_out ? clamp64(shift_half_even(acc, shift), lo, hi) : (int32_t)acc;
         }
+        if (has_out)
+            for (to = 0; to < tout; to++)
+                yr[to] = clamp64(shift_half_even(yr[to], shift), lo, hi);
     }
 }
 
@@ -193,10 +270,19 @@ static void integer_norm(lmn_model *m, const lmn_op *op)
         sd = isqrt64(var);
         if (sd < 1)
             sd = 1;
-        for (i = 0; i < n; i++) {
-            int64_t d = (int64_t)xr[i] * ((int64_t)1 << fm) - mean;
-            int64_t c = (i / inner) % channels;
-            yr[i] = (int32_t)(divide_half_even(d * ((int64_t)1 << fn), sd) * gamma[c] + beta[c]);
+        /* |d << fn| < 2^52: the double quotient rounded half to even is the exact rdiv (a tie k + 1/2 is
+         * representable, any other quotient lies 1/(2 sd) from one, beyond the division's error) */
+        {
+            double dsd = (double)sd;
+            int64_t c0;
+            for (c0 = 0; c0 < n; c0 += inner) {
+                int64_t c = (c0 / inner) % channels, end = c0 + inner;
+                int32_t g = gamma[c], b = beta[c];
+                for (i = c0; i < end; i++) {
+                    double d = (double)((int64_t)xr[i] * ((int64_t)1 << fm) - mean) * (double)(1 << fn);
+                    yr[i] = (int32_t)((int64_t)round_half_even_double(d / dsd) * g + b);
+                }
+            }
         }
     }
 }

@@ -175,6 +175,43 @@ static void read_strides(reader *r, lmn_view *v)
         v->strides[d] = read_in(r, -MAX_VALUE_ELEMENTS, MAX_VALUE_ELEMENTS);
 }
 
+/* The taps of a linear resize, as limuse_runtime.golden.ops.linear_resize_taps computes them: the same
+ * float32 operations in the same order, so the same indices and weights. */
+static int resize_taps(lmn_op *op, int64_t n_in, int64_t n_out, int transform)
+{
+    int64_t i;
+    float scale = (float)n_in / (float)n_out;
+    op->ints0 = (int32_t *)malloc((size_t)n_out * sizeof(int32_t));
+    op->ints1 = (int32_t *)malloc((size_t)n_out * sizeof(int32_t));
+    op->floats0 = (float *)malloc((size_t)n_out * sizeof(float));
+    op->floats1 = (float *)malloc((size_t)n_out * sizeof(float));
+    if (!op->ints0 || !op->ints1 || !op->floats0 || !op->floats1)
+        return 0;
+    for (i = 0; i < n_out; i++) {
+        volatile float fi = (float)i, src; /* volatile: no excess precision, no reassociation */
+        int64_t lo;
+        if (transform == 1) {
+            volatile float ratio = (float)(n_in - 1) / (float)(n_out - 1 > 1 ? n_out - 1 : 1);
+            src = fi * ratio;
+        } else if (transform == 2) {
+            src = fi * scale;
+        } else {
+            volatile float shifted = (fi + 0.5f) * scale;
+            src = shifted - 0.5f;
+            if (src < 0.0f)
+                src = 0.0f;
+        }
+        lo = (int64_t)floorf(src);
+        if (lo > n_in - 1)
+            lo = n_in - 1;
+        op->ints0[i] = (int32_t)lo;
+        op->ints1[i] = (int32_t)(lo + 1 < n_in - 1 ? lo + 1 : n_in - 1);
+        op->floats1[i] = src - (float)lo;
+        op->floats0[i] = 1.0f - op->floats1[i];
+    }
+    return 1;
+}
+
 typedef struct {
     lmn_model *m;
     char *err;
@@ -303,6 +340,19 @@ static int read_op(checker *c, reader *r, lmn_op *op)
                 return fail_record(c, "bad bias");
         }
         op->n_fields = nf + (has_out ? 3 : 0);
+        if (!conv) { /* the static bound of fixed_point: 256 x the largest column sum of |w|, plus |bias| */
+            int64_t co, ci, widest = 0, bias_max = 0;
+            for (co = 0; co < cout; co++) {
+                int64_t sum = 0;
+                for (ci = 0; ci < cin; ci++)
+                    sum += op->weights[ci * cout + co] < 0 ? -op->weights[ci * cout + co] : op->weights[ci * cout + co];
+                if (sum > widest)
+                    widest = sum;
+                if (op->ints0 && (op->ints0[co] > bias_max || -(int64_t)op->ints0[co] > bias_max))
+                    bias_max = op->ints0[co] < 0 ? -(int64_t)op->ints0[co] : op->ints0[co];
+            }
+            op->narrow = 256 * widest + bias_max < 32768; /* codes of <= 8 bits, signed or not */
+        }
         return 1;
     }
     case OP_INORM: /* out in B N C inner fm fn; gamma[C] beta[C] */
@@ -412,24 +462,18 @@ static int read_op(checker *c, reader *r, lmn_op *op)
             return fail_record(c, "bad reduction fields");
         return value_ok(c, f[0], KIND_FLOAT, f[4] * f[6], "output") &&
                value_ok(c, f[1], f[2] ? KIND_INT : KIND_FLOAT, f[4] * f[5] * f[6], "input");
-    case OP_RESIZE: /* out in deq e outer n_in n_out inner; lo hi w_lo w_hi */
-        for (i = 0; i < 8; i++)
+    case OP_RESIZE: /* out in deq e outer n_in n_out inner transform */
+        for (i = 0; i < 9; i++)
             f[i] = read_in(r, -BIG, BIG);
         if (r->failed || f[2] < 0 || f[2] > 1 || f[3] < -126 || f[3] > 126 || f[4] < 1 || f[5] < 1 || f[6] < 1 ||
-            f[7] < 1 || f[4] > BIG / f[7] || f[4] * f[7] > BIG / f[5] || f[4] * f[7] > BIG / f[6])
+            f[7] < 1 || f[8] < 0 || f[8] > 2 || f[5] > (1 << 24) || f[6] > (1 << 24) || f[4] > BIG / f[7] ||
+            f[4] * f[7] > BIG / f[5] || f[4] * f[7] > BIG / f[6])
             return fail_record(c, "bad resize fields");
         if (!value_ok(c, f[0], KIND_FLOAT, f[4] * f[6] * f[7], "output") ||
             !value_ok(c, f[1], f[2] ? KIND_INT : KIND_FLOAT, f[4] * f[5] * f[7], "input"))
             return 0;
-        op->ints0 = read_ints(r, f[6]);
-        op->ints1 = op->ints0 ? read_ints(r, f[6]) : NULL;
-        op->floats0 = op->ints1 ? read_floats(r, f[6]) : NULL;
-        op->floats1 = op->floats0 ? read_floats(r, f[6]) : NULL;
-        if (op->floats1 == NULL)
-            return fail_record(c, "bad resize taps");
-        for (i = 0; i < f[6]; i++)
-            if (op->ints0[i] < 0 || op->ints0[i] >= f[5] || op->ints1[i] < 0 || op->ints1[i] >= f[5])
-                return fail_record(c, "resize tap out of range");
+        if (!resize_taps(op, f[5], f[6], (int)f[8]))
+            return fail_record(c, "out of memory");
         return 1;
     case OP_CONV_TRANSPOSE: { /* out in deq e B Cin T Cout k stride dilation padl padr; w[Cin*Cout*k] bias[Cout] */
         int64_t b, cin, t, cout, k, stride, dil, length;

@@ -41,6 +41,7 @@ typedef struct {
     int32_t *ints0, *ints1;  /* bias (LINEAR, CONV); gamma, beta (INORM); lo, hi (RESIZE) */
     float *floats0, *floats1; /* slope (PRELU_TABLE), table (TABLE), w_lo/w_hi (RESIZE), w/bias (CONV_T) */
     float table[256];        /* PRELU_TABLE: filled at load */
+    int narrow;              /* LINEAR: |acc| < 2^15 proven at load (int16 accumulators) */
 } lmn_op;
 
 struct lmn_model {
