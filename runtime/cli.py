@@ -17,6 +17,7 @@ from limuse_runtime.errors import InputError
 # and returning an exit code. The module is imported only when its sub-command is used.
 SUBCOMMANDS = {
     "golden": "limuse_runtime.golden.cli:run_golden_cli",
+    "enroll": "limuse_runtime.enroll:run_enroll_cli",
 }
 
 
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--visual", help="(frames, 256) .npy lip features at 25 fps; missing means no face")
     parser.add_argument("--out", required=True, help="output wav (mono, 16 kHz, float)")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    parser.add_argument("--resample", action="store_true", help="convert a mixture at another rate (>= 8 kHz) to 16 kHz")
+    parser.add_argument("--channels", help="the microphones to use of a wider array, e.g. 0,1 (indices from 0)")
     parser.add_argument("--window", type=float, default=None, help="window length in seconds (default 3.0)")
     parser.add_argument("--overlap", type=float, default=None, help="window overlap in seconds (default 0.4)")
     return parser
@@ -73,8 +76,14 @@ def run(argv: list[str]) -> int:
         visual = load_visual(args.visual) if args.visual else None
         if voiceprint is None and separator.contract.has_voiceprint:
             raise InputError("voiceprint: missing; this model expects --voiceprint, a .npy of shape (512,)")
+        from limuse_runtime.recording import model_input, parse_channels
+        channels = parse_channels(args.channels) if args.channels else None
+        if channels is not None and len(channels) != separator.contract.mic_channels:
+            raise InputError(f"--channels: got {len(channels)} channel(s); this model expects "
+                             f"{separator.contract.mic_channels} microphones")
         started = time.perf_counter()
-        duration = separate_file(separator, separator.contract, args.mixture, args.out, voiceprint, visual, plan)
+        with model_input(args.mixture, channels, args.resample) as mixture:
+            duration = separate_file(separator, separator.contract, mixture, args.out, voiceprint, visual, plan)
         wall = time.perf_counter() - started
     except InputError as exc:
         print(f"limuse-run: error: {exc}", file=sys.stderr)

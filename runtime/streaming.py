@@ -135,9 +135,12 @@ def check_mixture_file(path: str | Path, channels: int) -> int:
     except Exception:  # libsndfile reports unreadable files as several exception types
         raise InputError(f"mixture: cannot read {str(path)!r} as audio; expected {expected}") from None
     if info.samplerate != SAMPLE_RATE:
-        raise InputError(f"mixture: sample rate {info.samplerate} Hz; expected {expected}")
+        raise InputError(f"mixture: sample rate {info.samplerate} Hz; expected {expected} "
+                         f"(--resample converts it to {SAMPLE_RATE} Hz)")
     if info.channels != channels:
-        raise InputError(f"mixture: {info.channels} channel{'s' if info.channels > 1 else ''}; expected {expected}")
+        raise InputError(f"mixture: {info.channels} channel{'s' if info.channels > 1 else ''}; expected {expected}"
+                         + (f" (--channels picks {channels} of a wider array, e.g. --channels "
+                            f"{','.join(map(str, range(channels)))})" if info.channels > channels else ""))
     if info.frames < MIN_SAMPLES:
         raise InputError(f"mixture: {info.frames} samples ({info.frames / SAMPLE_RATE:.3f} s); expected at least "
                          f"{MIN_SAMPLES} samples ({MIN_SAMPLES / SAMPLE_RATE:.2f} s)")
