@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from limuse_edge.data.cues import voiceprint
-from limuse_edge.data.speech import read_speech
+from limuse_edge.data.speech import estimate_gender, read_speech
 from limuse_edge.data.talker import Speaker, grid_sentence, synthesize
 from limuse_runtime.contract import SAMPLE_RATE
 
@@ -238,9 +238,9 @@ def build_pool(out: "str | Path", seed: int, talkers: int = 120, espeak_voices: 
     out = Path(out)
     if out.exists():
         raise ValueError(f"--out {out}: already exists; expected a new directory (a pool is never overwritten)")
-    if utterances < 2 or talkers < 0 or espeak_voices < 0 or talkers + espeak_voices < 4:
+    if utterances < 2 or talkers < 0 or espeak_voices < 0:
         raise ValueError(f"pool: {talkers} talkers, {espeak_voices} espeak voices, {utterances} utterances; "
-                         f"expected at least 4 voices and 2 utterances per voice")
+                         f"expected counts >= 0 and at least 2 utterances per voice")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     started = time.perf_counter()
@@ -265,8 +265,9 @@ def build_pool(out: "str | Path", seed: int, talkers: int = 120, espeak_voices: 
         for (voice, utt, n, vp), job in zip(results, jobs):
             index["voices"][voice]["utterances"][utt] = {"samples": n, "text": job.text}
             vps[f"{by_voice[voice].role}/{voice}/{utt}"] = vp
-        for name, entry in index["voices"].items():
-            entry["gender"] = _gender(entry)
+        for name, entry in index["voices"].items():  # as make-corpus --speech judges it: median pitch
+            first = sorted(entry["utterances"])[0]
+            entry["gender"] = estimate_gender(tmp / entry["role"] / name / f"{first}.wav")
         index["build_seconds"] = round(time.perf_counter() - started, 1)
         np.savez(tmp / VOICEPRINT_FILE, **vps)
         (tmp / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n")
@@ -275,13 +276,6 @@ def build_pool(out: "str | Path", seed: int, talkers: int = 120, espeak_voices: 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return index
-
-
-def _gender(entry: dict) -> str:
-    if entry["engine"] == "talker":
-        return entry["params"]["gender"]
-    # espeak's and flite's voices say nothing reliable about it: the pitch after the warp decides
-    return "f" if entry["engine"] == "espeak" and entry["params"]["pitch"] * entry["warp"] > 60 else "m"
 
 
 # --- reading -----------------------------------------------------------------------------------

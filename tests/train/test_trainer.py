@@ -83,3 +83,27 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, damage):
         path.unlink()
     with pytest.raises(CheckpointError, match="checkpoint: .*m.pt"):
         load_checkpoint(path)
+
+
+def test_resume_with_another_config_is_refused_before_any_step(tiny_cfg):
+    train(tiny_cfg)
+    with pytest.raises(ValueError, match=r"--resume: .*last.pt was trained with another configuration.*'lr': \(0.003, 0.01\)"):
+        train(dataclasses.replace(tiny_cfg, lr=0.01, epochs=2), resume=True)
+    assert read_checkpoint(f"{tiny_cfg.out_dir}/last.pt")["train_state"]["step"] == 2  # nothing trained
+
+
+def test_dynamic_mixing_without_steps_per_epoch_is_refused(tiny_cfg, speech_pool):
+    with pytest.raises(ValueError, match="dynamic_mixing: .*steps_per_epoch"):
+        train(dataclasses.replace(tiny_cfg, dynamic_mixing=str(speech_pool), steps_per_epoch=None))
+
+
+def test_dynamic_mixing_resumes_into_the_same_run(tiny_cfg, speech_pool, tmp_path):
+    """Two epochs straight and one epoch + --resume give the same weights: same stream, same state."""
+    straight = dataclasses.replace(tiny_cfg, dynamic_mixing=str(speech_pool), epochs=2, out_dir=str(tmp_path / "a"))
+    train(straight)
+    split = dataclasses.replace(straight, epochs=1, out_dir=str(tmp_path / "b"))
+    train(split)
+    train(dataclasses.replace(split, epochs=2), resume=True)
+    a = read_checkpoint(tmp_path / "a" / "last.pt")["state_dict"]
+    b = read_checkpoint(tmp_path / "b" / "last.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
