@@ -4,6 +4,7 @@
  * against the bytes left before anything is allocated; every value id, element count and strided view
  * of every kernel is checked against the value table, so that the kernels may index without checks.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
