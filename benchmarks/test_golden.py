@@ -1,7 +1,8 @@
 """Golden engine: bit-exactness against Brevitas and speed, written to results/golden.{json,md}.
 
-Every QONNX file here is made by the project's exporter (limuse_export.onnx_export.export_qonnx on
-limuse_export.prepare.exportable(model)), the file a porter gets from `python export/to_onnx.py`.
+Every QONNX file here is made by the project's exporter (limuse_export.pipeline.export_onnx("qonnx", ...) on
+limuse_export.prepare.exportable(model)), the file a porter gets from `python export/to_onnx.py`. The Brevitas
+reference (hooks on the quantizer proxies) is tests/helpers/golden_reference.py, shared with the tests.
 
 - tiny (800 samples, random input), w3a8-po2, quantizers calibrated on random input.
 - limuse_k32 (1600 samples of the bundled demo sample), w3a8-po2: a trained po2 checkpoint when one is
@@ -17,50 +18,24 @@ Run: pytest -s benchmarks/test_golden.py   (three QONNX exports, tiny and limuse
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import golden_reference as ref
+from golden_reference import INT32_MAX, PO2_PRETRAINED, demo_inputs, si_sdr
 from threadpoolctl import threadpool_limits
 
+from limuse_runtime.contract import n_video_frames
 from limuse_runtime.golden import GoldenEngine, Trace
 
 
-def _load_reference_helpers():
-    """One definition of the Brevitas reference (hooks on the quantizer proxies) and of the export serves
-    the tests and this benchmark; loaded by path because both files are named test_golden.py."""
-    path = Path(__file__).resolve().parents[1] / "tests" / "runtime" / "test_golden.py"
-    spec = importlib.util.spec_from_file_location("golden_reference_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_ref = _load_reference_helpers()
-
-INT32_MAX = 2 ** 31 - 1
-PO2_PRETRAINED = "limuse_k32_w3a8_po2"
 PO2_ENV = "LIMUSE_PO2_CHECKPOINT"
 CASES = {"tiny": 800, "limuse_k32": 1600}  # samples of the bit-exactness input
 LATENCY_SAMPLES, LATENCY_RUNS = 48000, 2
 COMMAND = "pytest -s benchmarks/test_golden.py"
-
-
-def _frames(samples: int) -> int:
-    return max(1, -(-samples * 25 // 16000))
-
-
-def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """Zero-mean scale-invariant SDR in dB (the paper's convention), float64."""
-    e = np.asarray(estimate, np.float64).ravel()
-    r = np.asarray(reference, np.float64).ravel()
-    e, r = e - e.mean(), r - r.mean()
-    target = (e @ r) / (r @ r) * r
-    return float(10 * np.log10((target @ target) / max(((e - target) @ (e - target)), 1e-30)))
 
 
 def _checked_po2(model, where: str):
@@ -94,21 +69,10 @@ def k32():
             "model": "bundled trained po2 checkpoint", "source": PO2_PRETRAINED, "recipe": model.recipe.name,
             "steps": info.get("training", {}).get("steps"), "test_si_sdr_db": info.get("evaluate", {}).get("si_sdr")}
     samples = CASES["limuse_k32"]
-    return _ref.calibrated_po2_model("limuse_k32", samples=samples, video_frames=_frames(samples)), {
+    return ref.calibrated_po2_model("limuse_k32", samples=samples, video_frames=n_video_frames(samples)), {
         "model": "untrained, calibrated", "recipe": "w3a8-po2",
         "source": f"build_model('limuse_k32', 'w3a8-po2') with activation quantizers calibrated on 3 random "
                   f"inputs (no {PO2_ENV} set and no bundled {PO2_PRETRAINED})"}
-
-
-def _demo_inputs(samples: int) -> tuple[dict, np.ndarray]:
-    """The bundled demo sample's first `samples` samples and matching 25 fps frames, and its target."""
-    from limuse_export.demo_sample import load_demo
-    demo = load_demo()
-    if demo.mixture.shape[1] < samples or demo.visual.shape[0] < _frames(samples):
-        pytest.fail(f"demo sample: {demo.mixture.shape[1]} samples; this benchmark needs {samples}")
-    inputs = {"mixture": demo.mixture[None, :, :samples], "voiceprint": demo.voiceprint[None],
-              "visual": demo.visual[None, :_frames(samples)]}
-    return {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in inputs.items()}, demo.target[:samples]
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +83,12 @@ def rows():
 def _case(preset: str, k32_source):
     samples = CASES[preset]
     if preset == "tiny":
-        model = _ref.calibrated_po2_model("tiny", samples=samples, video_frames=_frames(samples))
+        model = ref.calibrated_po2_model("tiny", samples=samples, video_frames=n_video_frames(samples))
         source = {"model": "untrained, calibrated", "recipe": "w3a8-po2",
                   "source": "build_model('tiny', 'w3a8-po2') calibrated on 3 random inputs"}
-        return model, source, _ref.example_inputs(model, samples, _frames(samples), seed=1), "random (seed 1)"
+        return model, source, ref.example_inputs(model, samples, n_video_frames(samples), seed=1), "random (seed 1)"
     model, source = k32_source
-    return model, source, _demo_inputs(samples)[0], f"bundled demo sample, first {samples} samples"
+    return model, source, demo_inputs(samples)[0], f"bundled demo sample, first {samples} samples"
 
 
 @pytest.mark.parametrize("preset", list(CASES))
@@ -133,20 +97,20 @@ def test_bit_exact_against_brevitas(preset, rows, request, tmp_path, results):
     torch.set_num_threads(1)
     model, source, inputs, input_text = _case(preset, request.getfixturevalue("k32") if preset == "limuse_k32" else None)
     started = time.perf_counter()
-    path = _ref.export_qonnx(model, inputs, tmp_path / f"{preset}.qonnx.onnx")
+    path = ref.export_qonnx(model, inputs, tmp_path / f"{preset}.qonnx.onnx")
     export_s = time.perf_counter() - started
     engine = GoldenEngine(path)
-    names = _ref.layer_names(engine, model)
-    np_inputs = _ref.numpy_inputs(inputs)
+    names = ref.layer_names(engine, model)
+    np_inputs = ref.numpy_inputs(inputs)
     # Against the model QAT ran (GroupNorm by F.layer_norm) and against the module the exporter traced
     # (the same statistics written as means): the graph's float ops are the latter's.
-    reference, waveform = _ref.brevitas_codes(model, inputs)
+    reference, waveform = ref.brevitas_codes(model, inputs)
     with threadpool_limits(1):
-        stats = _ref.compare_codes(engine, np_inputs, reference, names)
+        stats = ref.compare_codes(engine, np_inputs, reference, names)
     del reference
-    traced_reference, _ = _ref.brevitas_codes(exportable(model).model, inputs)
+    traced_reference, _ = ref.brevitas_codes(exportable(model).model, inputs)
     with threadpool_limits(1):
-        traced = _ref.compare_codes(engine, np_inputs, traced_reference, names)
+        traced = ref.compare_codes(engine, np_inputs, traced_reference, names)
     del traced_reference
     golden = stats.pop("waveform")
     error = float(np.abs(golden - waveform).max())
@@ -183,14 +147,14 @@ def test_bit_exact_against_brevitas(preset, rows, request, tmp_path, results):
 def test_latency_k32_3s(rows, k32, tmp_path, results):
     torch.set_num_threads(1)
     model, source = k32
-    inputs, target = _demo_inputs(LATENCY_SAMPLES)
+    inputs, target = demo_inputs(LATENCY_SAMPLES)
     started = time.perf_counter()
-    path = _ref.export_qonnx(model, inputs, tmp_path / "k32_3s.qonnx.onnx")
+    path = ref.export_qonnx(model, inputs, tmp_path / "k32_3s.qonnx.onnx")
     export_s = time.perf_counter() - started
     started = time.perf_counter()
     engine = GoldenEngine(path)
     load_s = time.perf_counter() - started
-    np_inputs = _ref.numpy_inputs(inputs)
+    np_inputs = ref.numpy_inputs(inputs)
     times, cpu_times = [], []
     with threadpool_limits(1):
         for _ in range(LATENCY_RUNS):
@@ -208,7 +172,7 @@ def test_latency_k32_3s(rows, k32, tmp_path, results):
     with threadpool_limits(1):
         full = Trace()
         engine.run(np_inputs, full)
-    streamed = streamed_mismatches(model, inputs, full, _ref.layer_names(engine, model))
+    streamed = streamed_mismatches(model, inputs, full, ref.layer_names(engine, model))
     del full
     rows["latency"] = {"preset": "limuse_k32", "recipe": "w3a8-po2", "model": source,
                        "input": "bundled demo sample (3 s)", "seconds_of_audio": LATENCY_SAMPLES / 16000,
@@ -250,7 +214,7 @@ def streamed_mismatches(model, inputs: dict, trace: Trace, names: dict) -> dict:
             seen.add((name, key))
             record = records[name]
             codes = output.int().numpy()
-            got = _ref._same_layout((record.input if key == "in" else record.output).codes, codes.shape)
+            got = ref.same_layout((record.input if key == "in" else record.output).codes, codes.shape)
             if got is None:
                 mismatched, difference = codes.size, None
             else:
@@ -265,7 +229,7 @@ def streamed_mismatches(model, inputs: dict, trace: Trace, names: dict) -> dict:
                 stats["mismatched_layers"].append(name)
         return compare
 
-    with _ref.hook_quant_layers(model, hook), torch.no_grad():
+    with ref.hook_quant_layers(model, hook), torch.no_grad():
         model(**inputs)
     if len(seen) != 2 * len(records):
         raise AssertionError(f"compared {len(seen)} tensors; expected {2 * len(records)}")

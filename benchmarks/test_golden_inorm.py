@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from test_golden import INT32_MAX, PO2_PRETRAINED, _demo_inputs, _ref, si_sdr
+import golden_reference as ref
+from golden_reference import INT32_MAX, PO2_PRETRAINED, demo_inputs, si_sdr
 from threadpoolctl import threadpool_limits
 
 from limuse_runtime.contract import atomic_write_text
@@ -39,22 +40,22 @@ def test_inorm_k32_3s_bit_exact(tmp_path):
     from limuse_edge import pretrained
     torch.set_num_threads(1)
     model, source = _inorm_model()
-    inputs, target = _demo_inputs(SAMPLES)
+    inputs, target = demo_inputs(SAMPLES)
     started = time.perf_counter()
-    path = _ref.export_qonnx(model, inputs, tmp_path / "k32_inorm.qonnx.onnx")
+    path = ref.export_qonnx(model, inputs, tmp_path / "k32_inorm.qonnx.onnx")
     export_s = time.perf_counter() - started
     engine = GoldenEngine(path)
-    names = _ref.layer_names(engine, model)
-    reference, waveform = _ref.brevitas_codes(model, inputs)
+    names = ref.layer_names(engine, model)
+    reference, waveform = ref.brevitas_codes(model, inputs)
     started = time.perf_counter()
     with threadpool_limits(1):
-        stats = _ref.compare_codes(engine, _ref.numpy_inputs(inputs), reference, names)
+        stats = ref.compare_codes(engine, ref.numpy_inputs(inputs), reference, names)
     compare_s = time.perf_counter() - started
     runs, timings = [], {}
     for _ in range(2):
         started = time.perf_counter()
         with threadpool_limits(1):
-            engine.run(_ref.numpy_inputs(inputs), timings=timings)
+            engine.run(ref.numpy_inputs(inputs), timings=timings)
         runs.append(time.perf_counter() - started)
     golden = stats.pop("waveform")[0]
     with torch.no_grad():

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from limuse_edge.checkpoint import build_model
@@ -33,17 +31,3 @@ def tiny_float_onnx(tmp_path_factory):
 def tiny_no_vp_onnx(tmp_path_factory):
     model = untrained(PRESETS["tiny"].replace(cues=("visual",)))
     return export_float(model, tmp_path_factory.mktemp("onnx") / "tiny_no_vp.float.onnx")
-
-
-def write_wav(path, samples: np.ndarray, rate: int = 16000, subtype: str = "FLOAT"):
-    """samples (C, S) -> wav."""
-    sf.write(str(path), np.asarray(samples).T, rate, subtype=subtype)
-    return path
-
-
-def speech_like(channels: int, seconds: float, seed: int = 0) -> np.ndarray:
-    """Amplitude-modulated noise: stationary enough that windows see similar statistics."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * 16000)
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * np.arange(n) / 16000)
-    return (0.1 * rng.standard_normal((channels, n)) * envelope).astype(np.float32)

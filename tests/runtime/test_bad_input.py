@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import speech_like, write_wav
+from synthetic_audio import speech_like, write_wav
 from limuse_runtime.cli import main
 
 

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import soundfile as sf
 
-from conftest import speech_like, write_wav
+from synthetic_audio import speech_like, write_wav
 from limuse_runtime import cli
 
 

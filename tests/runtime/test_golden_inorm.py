@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_golden import brevitas_codes, calibrated_po2_model, compare_codes, example_inputs, export_qonnx, layer_names, numpy_inputs
+from golden_reference import (brevitas_codes, calibrated_po2_model, compare_codes, example_inputs, export_qonnx,
+                              layer_names, numpy_inputs)
 
 from limuse_runtime.golden import GoldenEngine
 

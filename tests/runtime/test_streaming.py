@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import speech_like, write_wav
+from synthetic_audio import speech_like, write_wav
 from limuse_runtime.backend import OrtSeparator
 from limuse_runtime.errors import InputError
 from limuse_runtime.streaming import WindowPlan, separate_array, separate_file, visual_for

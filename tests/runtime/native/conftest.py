@@ -2,15 +2,8 @@
 (static shape: 0.4 s, ten video frames, so limuse-run's windowing applies) and packed."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # test_golden's export helpers
-
-SAMPLES, VIDEO_FRAMES = 6400, 10
+from native_inputs import SAMPLES, VIDEO_FRAMES
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +18,7 @@ def native_library():
 @pytest.fixture(scope="session")
 def tiny_inorm_qonnx(tmp_path_factory):
     import torch
-    from test_golden import calibrated_po2_model, example_inputs, export_qonnx
+    from golden_reference import calibrated_po2_model, example_inputs, export_qonnx
     torch.set_num_threads(1)
     model = calibrated_po2_model("tiny", "w3a8-po2-inorm", samples=SAMPLES, video_frames=VIDEO_FRAMES)
     inputs = example_inputs(model, SAMPLES, VIDEO_FRAMES, seed=1)
@@ -43,7 +36,3 @@ def tiny_packed(tiny_inorm_qonnx, native_library):
     pack(qonnx, path, {"preset": "tiny", "recipe": "w3a8-po2-inorm"})
     return path, inputs, waveform
 
-
-def write_raw(path, array) -> Path:
-    np.ascontiguousarray(array, "<f4").tofile(path)
-    return Path(path)
