@@ -11,7 +11,8 @@ from limuse_edge.data import MCGridDataset, make_loader
 from limuse_edge.data.build import build_corpus
 from limuse_edge.evaluate import evaluate
 from limuse_edge.pretrained import pretrained_path
-from limuse_edge.train.trainer import calibrate
+from limuse_edge.quant import calibrate
+from limuse_edge.train.trainer import calibration_batches
 
 RECIPES = ["float", "w8a8", "w4a8", "w3a8", "w3a8-pc", "w3a8-edge8"]
 N_UTTERANCES = 12
@@ -28,7 +29,7 @@ def test_post_training_quantization_of_each_recipe(results, tmp_path):
     for recipe in RECIPES:
         model, _ = load_checkpoint(pretrained_path("limuse_k32_float"), recipe=recipe)
         if model.recipe.quantized:
-            calibrate(model, calib, n_batches=2, device=torch.device("cpu"))
+            calibrate(model, calibration_batches(model, calib, n_batches=2, device=torch.device("cpu")))
         s = evaluate(model, test, batch_size=4, progress=False)["summary"]
         rows.append({"recipe": recipe, "si_sdr": s["si_sdr"], "sdr": s["sdr"], "sdri": s["sdri"],
                      "mixture_si_sdr": s["mixture_si_sdr"]})

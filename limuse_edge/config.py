@@ -7,8 +7,6 @@ from pathlib import Path
 
 import yaml
 
-from limuse_runtime.contract import SAMPLE_RATE  # noqa: F401  (train/trainer.py still imports it from here)
-
 CUES = ("voiceprint", "visual")
 MASK_ACTIVATIONS = ("none", "relu", "sigmoid")
 

@@ -13,9 +13,10 @@ from tqdm import tqdm
 
 from limuse_edge import quant
 from limuse_edge.checkpoint import read_checkpoint, load_checkpoint, load_state, save_checkpoint
-from limuse_edge.config import SAMPLE_RATE, get_preset
+from limuse_edge.config import get_preset
 from limuse_edge.model import LiMuSE
 from limuse_edge.train.config import TrainConfig
+from limuse_runtime.contract import INPUT_NAMES, SAMPLE_RATE
 
 
 def model_inputs(model: LiMuSE, batch: dict, device) -> tuple:
@@ -26,11 +27,9 @@ def model_inputs(model: LiMuSE, batch: dict, device) -> tuple:
             batch["visual"].to(device) if "visual" in cues else None)
 
 
-def calibrate(model: LiMuSE, loader, n_batches: int, device) -> None:
-    """Initialise the activation quantizers from the statistics of the first `n_batches` real batches."""
-    names = ("mixture", "voiceprint", "visual")
-    batches = (dict(zip(names, model_inputs(model, batch, device))) for batch in itertools.islice(loader, n_batches))
-    quant.calibrate(model, batches)
+def calibration_batches(model: LiMuSE, loader, n_batches: int, device):
+    """The first `n_batches` real batches as the model's keyword inputs, for quant.calibrate."""
+    return (dict(zip(INPUT_NAMES, model_inputs(model, batch, device))) for batch in itertools.islice(loader, n_batches))
 
 
 @torch.no_grad()
@@ -147,8 +146,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         load_state(model, ckpt["state_dict"], source=str(last_path))
         state.update(ckpt["train_state"])
     elif needs_calibration:
-        calibrate(model, train_loader or _stream_loader(train_set, cfg, dist, 0, cfg.calibration_batches),
-                  cfg.calibration_batches, torch.device("cpu"))
+        quant.calibrate(model, calibration_batches(
+            model, train_loader or _stream_loader(train_set, cfg, dist, 0, cfg.calibration_batches),
+            cfg.calibration_batches, torch.device("cpu")))
     model.to(device)
     net = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
     if cfg.compile:
