@@ -5,6 +5,7 @@ parity is measured on the final files.
 """
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import time
@@ -16,10 +17,11 @@ import onnx
 import torch
 
 from limuse_edge.metrics import si_sdr
+from limuse_edge.quant import calibrate
 from limuse_export import onnx_export, ort_session, parity
 from limuse_export.demo_sample import Utterance
 from limuse_export.passes import PASSES, apply_passes
-from limuse_export.prepare import calibrate, exportable
+from limuse_export.prepare import exportable
 from limuse_export.qonnx_check import run_qonnx
 from limuse_export.save import save_onnx
 from limuse_export.sources import Source
@@ -80,7 +82,8 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
     quantized = source.quantized
     if quantized is not None and not source.trained:
         log(f"calibrating the activation quantizers of the untrained model on {len(inputs)} utterance(s)")
-        quantized = calibrate(quantized, [_torch_inputs(x) for x in inputs])
+        quantized = copy.deepcopy(quantized).eval()  # the source's model stays as it came
+        calibrate(quantized, [_torch_inputs(x) for x in inputs])
     example = _torch_inputs(inputs[0])
     qonnx_utterance = utterances[0].head(min(QONNX_SAMPLES, utterances[0].target.shape[-1]))
     qonnx_example = _torch_inputs(qonnx_utterance.inputs(cfg.cues, cfg.mic_channels))

@@ -1,28 +1,39 @@
 """Torch-side preparation of a LiMuSE model for ONNX export. Pure functions: a model in, a new model out.
 
 The TorchScript exporter cannot export F.layer_norm over x.shape[-2:] when the time axis is dynamic
-(normalized_shape would be data dependent). `exportable` swaps every GroupNormChannelsLast for the same
-statistics written as means, which trace with a dynamic time axis; limuse_export.optimize then fuses
-that arithmetic back into InstanceNormalization.
+(normalized_shape would be data dependent). EXPORT_MODULES declares what `exportable` traces in place of
+which module: every GroupNormChannelsLast becomes a MeanVarianceGroupNorm, the same statistics written as
+means, which trace with a dynamic time axis; limuse_export.optimize then fuses that arithmetic back into
+InstanceNormalization.
 """
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
-from limuse_edge import quant
 from limuse_edge.model import LiMuSE
 from limuse_edge.model.blocks import NORM_EPS, GroupNormChannelsLast
 from limuse_runtime.contract import INPUT_NAMES, MIXTURE, VISUAL, VISUAL_DIM, VOICEPRINT, VOICEPRINT_DIM, n_video_frames
 
 
-class _ExportableGroupNorm(GroupNormChannelsLast):
+class MeanVarianceGroupNorm(nn.Module):
+    """GroupNormChannelsLast's arithmetic as means and variances; it shares the norm's parameters."""
+
+    def __init__(self, norm: GroupNormChannelsLast):
+        super().__init__()
+        self.weight, self.bias = norm.weight, norm.bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean((-2, -1), keepdim=True)
         var = (x - mean).pow(2).mean((-2, -1), keepdim=True)
         return (x - mean) / torch.sqrt(var + NORM_EPS) * self.weight + self.bias
+
+
+# Module type -> the module traced in its place, built from it. Exact types: a subclass keeps its forward.
+EXPORT_MODULES: dict[type, Callable[[nn.Module], nn.Module]] = {GroupNormChannelsLast: MeanVarianceGroupNorm}
 
 
 class OnnxInterface(nn.Module):
@@ -38,12 +49,14 @@ class OnnxInterface(nn.Module):
 
 
 def exportable(model: LiMuSE) -> OnnxInterface:
-    """A deep copy in eval mode, norms rewritten for tracing, behind the positional ONNX interface."""
-    model = copy.deepcopy(model).eval()
-    for module in model.modules():
-        if type(module) is GroupNormChannelsLast:
-            module.__class__ = _ExportableGroupNorm
-    return OnnxInterface(model)
+    """A deep copy in eval mode, EXPORT_MODULES substituted, behind the positional ONNX interface."""
+    model = copy.deepcopy(model)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            substitute = EXPORT_MODULES.get(type(child))
+            if substitute is not None:
+                setattr(parent, name, substitute(child))
+    return OnnxInterface(model.eval())
 
 
 def example_inputs(model: LiMuSE, n_samples: int, seed: int = 0, batch: int = 1) -> dict[str, torch.Tensor]:
@@ -57,11 +70,3 @@ def example_inputs(model: LiMuSE, n_samples: int, seed: int = 0, batch: int = 1)
         inputs[VISUAL] = torch.randn(batch, n_video_frames(n_samples), VISUAL_DIM, generator=gen)
     return inputs
 
-
-def calibrate(model: LiMuSE, batches: list[dict[str, torch.Tensor]]) -> LiMuSE:
-    """A copy whose activation quantizers are calibrated on `batches` (for untrained quantized models:
-    without it Brevitas would export scales that were never fitted). Float models come back unchanged."""
-    model = copy.deepcopy(model).eval()
-    if model.recipe.quantized:
-        quant.calibrate(model, batches)
-    return model

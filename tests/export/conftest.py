@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from limuse_edge.config import get_preset
+from limuse_edge.quant import calibrate
 from limuse_export import onnx_export
 from limuse_export.demo_sample import Utterance
-from limuse_export.prepare import calibrate, example_inputs, exportable
+from limuse_export.prepare import example_inputs, exportable
 from limuse_export.save import save_onnx
 from limuse_export.sources import from_preset
 from limuse_runtime.contract import n_video_frames
@@ -32,7 +33,9 @@ def tiny_quantized():
     torch.set_num_threads(1)
     source = from_preset("tiny", "w3a8")
     batches = [example_inputs(source.quantized, n, seed=i) for i, n in enumerate(LENGTHS)]
-    return calibrate(source.quantized, batches), source.float
+    quantized = source.quantized.eval()
+    calibrate(quantized, batches)
+    return quantized, source.float
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +53,7 @@ def tiny_onnx(tiny_quantized, tmp_path_factory):
 @pytest.fixture(scope="session")
 def micro_report(tmp_path_factory):
     """The whole pipeline (all three files, report) on tiny without the context codec and with one
-    layer per block: qonnx's cleanup is quadratic in graph size, so the QONNX path is tested small."""
+    layer per block, with the opt-in check by qonnx's executor (--check-qonnx)."""
     from limuse_export.pipeline import export_all
     from limuse_export.sources import _pair
     from limuse_edge.checkpoint import build_model
@@ -61,4 +64,4 @@ def micro_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("micro")
     utterances = [synthetic_utterance("a", 2000, 1), synthetic_utterance("b", 2000, 2),
                   synthetic_utterance("c", 2600, 3)]
-    return export_all(source, out, utterances, log=lambda _: None), out
+    return export_all(source, out, utterances, log=lambda _: None, check_qonnx=True), out
