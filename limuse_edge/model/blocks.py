@@ -34,9 +34,17 @@ def per_frame(linear, x: torch.Tensor, *args) -> torch.Tensor:
 class TAC(nn.Module):
     """Transform-average-concatenate across the K groups, per frame, on (B*K, T, d)."""
 
-    def __init__(self, dim: int, hidden: int, groups: int, recipe: QuantRecipe):
+    def __init__(self, dim: int, hidden: int, groups: int, recipe: QuantRecipe, split_concat: "bool | None" = None):
+        """split_concat: apply the output layer's half that reads the group mean once per frame and
+        broadcast it over the groups, instead of once per group after a large concatenation. Exact for a
+        float layer, and its default there; a quantized layer quantizes its whole input and weight as one
+        tensor each, so it runs as written."""
         super().__init__()
+        if split_concat and recipe.quantized:
+            raise ValueError(f"TAC: split_concat with recipe {recipe.name!r}; a quantized output layer runs "
+                             f"as written (split_concat False)")
         self.groups = groups
+        self.split_concat = not recipe.quantized if split_concat is None else split_concat
         self.transform = recipe.linear(dim, 3 * hidden)
         self.transform_act = nn.PReLU()
         self.average = recipe.linear(3 * hidden, 3 * hidden)
@@ -50,13 +58,11 @@ class TAC(nn.Module):
         y = self.transform_act(per_frame(self.transform, x))
         c = y.shape[2]
         mean = self.average_act(per_frame(self.average, y.view(-1, self.groups, t, c).mean(1)))
-        if type(self.concat) is nn.Linear:
-            # Exact rewrite of concat(cat[y, mean]): the mean's half of the weight is applied once per
-            # frame and broadcast over the groups, instead of once per group after a large concatenation.
+        if self.split_concat:  # exact rewrite of concat(cat[y, mean])
             w = self.concat.weight
             z = per_frame(F.linear, y, w[:, :c]).view(-1, self.groups, t, w.shape[0])
             z = (z + per_frame(F.linear, mean, w[:, c:], self.concat.bias).unsqueeze(1)).view(bk, t, -1)
-        else:  # a quantized layer quantizes its whole input and weight as one tensor each
+        else:
             mean = mean.unsqueeze(1).expand(-1, self.groups, t, c).reshape(bk, t, c)
             z = per_frame(self.concat, torch.cat([y, mean], 2))
         return x + self.norm(self.concat_act(z))

@@ -1,9 +1,10 @@
 """TAC's float path applies the mean's half of the output weight once per frame (no concatenation);
 it must equal the literal concatenation, which the quantized path keeps."""
+import pytest
 import torch
 
 from limuse_edge.model.blocks import TAC
-from limuse_edge.quant import FLOAT
+from limuse_edge.quant import FLOAT, get_recipe
 
 
 def test_split_weight_tac_equals_concatenation():
@@ -17,3 +18,15 @@ def test_split_weight_tac_equals_concatenation():
     mean = mean.unsqueeze(1).expand(-1, groups, t, c).reshape(-1, t, c)
     reference = x + tac.norm(tac.concat_act(tac.concat(torch.cat([y, mean], 2))))
     torch.testing.assert_close(tac(x), reference, rtol=1e-5, atol=1e-5)
+
+
+def test_split_concat_is_an_explicit_option():
+    torch.manual_seed(0)
+    tac = TAC(4, 16, 8, FLOAT)
+    assert tac.split_concat and not TAC(4, 16, 8, get_recipe("w3a8")).split_concat
+    x = torch.randn(16, 30, 4)
+    split = tac(x)
+    tac.split_concat = False  # as written: the concatenation, as profile.as_written runs it
+    torch.testing.assert_close(tac(x), split, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="split_concat with recipe 'w3a8'"):
+        TAC(4, 16, 8, get_recipe("w3a8"), split_concat=True)
