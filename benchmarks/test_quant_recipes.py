@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from limuse_edge.checkpoint import load_checkpoint
+from limuse_edge.checkpoint import convert_recipe, load_checkpoint
 from limuse_edge.data import MCGridDataset, make_loader
 from limuse_edge.data.build import build_corpus
 from limuse_edge.evaluate import evaluate
@@ -27,7 +27,7 @@ def test_post_training_quantization_of_each_recipe(results, tmp_path):
 
     rows = []
     for recipe in RECIPES:
-        model, _ = load_checkpoint(pretrained_path("limuse_k32_float"), recipe=recipe)
+        model = convert_recipe(load_checkpoint(pretrained_path("limuse_k32_float"))[0], recipe)
         if model.recipe.quantized:
             calibrate(model, calibration_batches(model, calib, n_batches=2, device=torch.device("cpu")))
         s = evaluate(model, test, batch_size=4, progress=False)["summary"]

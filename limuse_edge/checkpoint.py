@@ -13,7 +13,7 @@ import torch
 
 from limuse_edge.config import ModelConfig, get_preset
 from limuse_edge.model import LiMuSE
-from limuse_edge.quant import QuantRecipe, get_recipe
+from limuse_edge.quant import QuantRecipe, get_recipe, is_quantizer_name
 from limuse_runtime.contract import atomic_write_bytes
 
 FORMAT = "limuse_edge/1"
@@ -55,38 +55,45 @@ def read_checkpoint(path: "str | Path") -> dict:
     return ckpt
 
 
-def load_checkpoint(path: "str | Path", *, recipe: "str | QuantRecipe | None" = None,
-                    config: ModelConfig | None = None) -> tuple[LiMuSE, dict]:
-    """Rebuild the model a checkpoint describes. `recipe` may name another recipe: a float checkpoint
-    then initialises a quantized model (QAT from float), a quantized one the same recipe with integer
-    norms (-inorm: fine-tuning); `config`, when given, must match."""
+def load_checkpoint(path: "str | Path", *, config: ModelConfig | None = None,
+                    recipe: "str | QuantRecipe | None" = None) -> tuple[LiMuSE, dict]:
+    """Rebuild the model a checkpoint describes, with the recipe it was saved with; `config`, when given,
+    must match. `recipe` hands the model on to convert_recipe (the trainer's init_from)."""
     ckpt = read_checkpoint(path)
     saved_cfg = ModelConfig.from_dict(ckpt["model_args"]["config"])
-    saved_recipe = QuantRecipe.from_dict(ckpt["model_args"]["recipe"])
     if config is not None and config != saved_cfg:
         diff = {k: (v, getattr(config, k)) for k, v in saved_cfg.to_dict().items()
                 if getattr(config, k) != (tuple(v) if isinstance(v, list) else v)}
         raise CheckpointError(f"checkpoint: {str(path)!r} holds another model configuration "
                               f"(saved vs requested: {diff})")
-    target = get_recipe(recipe) if recipe is not None else saved_recipe
-    if saved_recipe.quantized and replace(target, integer_norm=saved_recipe.integer_norm) != saved_recipe:
-        raise CheckpointError(f"checkpoint: {str(path)!r} was trained with recipe {saved_recipe.name!r}; "
+    model = LiMuSE(saved_cfg, QuantRecipe.from_dict(ckpt["model_args"]["recipe"]))
+    load_state(model, ckpt["state_dict"], source=str(path))
+    if recipe is not None:
+        model = convert_recipe(model, recipe, source=repr(str(path)))
+    return model, ckpt
+
+
+def convert_recipe(model: LiMuSE, recipe: "str | QuantRecipe", source: str = "the model") -> LiMuSE:
+    """`model` under another recipe, initialised from its state: a float model becomes a quantized one (QAT
+    from float), a quantized one the same recipe with or without integer norms (-inorm: fine-tuning).
+    The model's own recipe returns it as it is."""
+    saved, target = model.recipe, get_recipe(recipe)
+    if target == saved:
+        return model
+    if saved.quantized and replace(target, integer_norm=saved.integer_norm) != saved:
+        raise CheckpointError(f"checkpoint: {source} was trained with recipe {saved.name!r}; "
                               f"it cannot be loaded as {target.name!r} (only float checkpoints convert, "
                               f"and quantized ones to the same recipe with or without -inorm)")
-    model = LiMuSE(saved_cfg, target)
-    load_state(model, ckpt["state_dict"], source=str(path))
-    return model, ckpt
+    converted = LiMuSE(model.config, target)
+    load_state(converted, model.state_dict(), source=source)
+    return converted
 
 
 def load_state(model: LiMuSE, state_dict: dict, source: str = "state dict") -> None:
     """Strict load, except that quantizer parameters may be missing (a float state dict into a
     quantized model: the quantizers then initialise from statistics)."""
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    missing = [k for k in missing if not _is_quantizer_key(k)]
+    missing = [k for k in missing if not is_quantizer_name(k)]
     if missing or unexpected:
         raise CheckpointError(f"checkpoint: {source} does not fit the model: missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]}")
-
-
-def _is_quantizer_key(key: str) -> bool:
-    return any(part in key for part in ("input_quant", "output_quant", "weight_quant", "bias_quant", "act_quant"))

@@ -20,7 +20,7 @@ import torch.nn as nn
 from limuse_edge.model import LiMuSE
 from limuse_edge.model.blocks import TAC, ContextCodec, GroupNormChannelsLast
 from limuse_edge.model.integer_norm import IntegerGroupNorm
-from limuse_edge.quant import is_quant_layer
+from limuse_edge.quant import is_quant_layer, is_quantizer_name
 from limuse_runtime.contract import SAMPLE_RATE, VISUAL_DIM, VOICEPRINT_DIM, n_video_frames
 
 FLOAT_BITS = 32
@@ -117,13 +117,9 @@ def parts_of(model: LiMuSE) -> dict[str, nn.Module]:
     return parts
 
 
-def _is_quantizer_param(name: str) -> bool:
-    return any(part.endswith("_quant") for part in name.split("."))
-
-
 def network_params(module: nn.Module) -> int:
     """Parameters of the network proper: weights, biases, PReLU slopes, norm affines (not quantizer scales)."""
-    return sum(p.numel() for name, p in module.named_parameters() if not _is_quantizer_param(name))
+    return sum(p.numel() for name, p in module.named_parameters() if not is_quantizer_name(name))
 
 
 def quantized_layers(model: LiMuSE) -> list[nn.Module]:

@@ -126,6 +126,12 @@ def is_quant_layer(module: nn.Module) -> bool:
     return isinstance(module, QuantWeightBiasInputOutputLayer)
 
 
+def is_quantizer_name(name: str) -> bool:
+    """Whether a parameter or state-dict key belongs to a Brevitas quantizer (input_quant, weight_quant,
+    bias_quant, output_quant, act_quant, ...): one of its dotted parts ends in "_quant"."""
+    return any(part.endswith("_quant") for part in name.split("."))
+
+
 def _quantizers(per_channel: bool, power_of_two: bool, learned: bool):
     from brevitas.core.scaling import ScalingImplType
     from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerChannelFloat, Int8WeightPerTensorFloat

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from limuse_edge.checkpoint import CheckpointError, build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from limuse_edge.checkpoint import (CheckpointError, build_model, convert_recipe, load_checkpoint, read_checkpoint,
+                                   save_checkpoint)
 from limuse_edge.config import get_preset
 from limuse_edge.quant import is_quant_layer
 
@@ -42,7 +43,7 @@ def test_round_trip_gives_the_same_model_and_outputs(recipe, tmp_path):
 def test_float_checkpoint_initialises_a_quantized_model(tmp_path):
     model = _perturb(build_model("tiny"))
     save_checkpoint(tmp_path / "float.pt", model)
-    quantized, _ = load_checkpoint(tmp_path / "float.pt", recipe="w3a8")
+    quantized = convert_recipe(load_checkpoint(tmp_path / "float.pt")[0], "w3a8")
     assert quantized.recipe.name == "w3a8"
     assert sum(is_quant_layer(m) for m in quantized.modules()) == 76
     float_state = model.state_dict()
@@ -60,7 +61,7 @@ def test_float_checkpoint_initialises_a_quantized_model(tmp_path):
 def test_quantized_checkpoint_cannot_change_recipe(tmp_path):
     save_checkpoint(tmp_path / "q.pt", build_model("tiny", "w3a8"))
     with pytest.raises(CheckpointError, match=r"trained with recipe 'w3a8'; it cannot be loaded as 'w4a8'"):
-        load_checkpoint(tmp_path / "q.pt", recipe="w4a8")
+        convert_recipe(load_checkpoint(tmp_path / "q.pt")[0], "w4a8")
 
 
 def test_a_config_mismatch_is_reported_with_the_differing_fields(tmp_path):

@@ -118,12 +118,12 @@ def _po2_act():
 
 
 def test_quantized_checkpoint_loads_into_the_same_recipe_with_integer_norms(tmp_path):
-    from limuse_edge.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from limuse_edge.checkpoint import CheckpointError, convert_recipe, load_checkpoint, save_checkpoint
     model = LiMuSE(get_preset("tiny"), "w3a8-po2")
     path = tmp_path / "po2.pt"
     save_checkpoint(path, model)
-    loaded, _ = load_checkpoint(path, recipe="w3a8-po2-inorm")
+    loaded = convert_recipe(load_checkpoint(path)[0], "w3a8-po2-inorm")
     assert loaded.recipe.integer_norm
     assert torch.equal(loaded.norm.weight, model.norm.weight)
     with pytest.raises(CheckpointError, match="cannot be loaded as 'w4a8-po2-inorm'"):
-        load_checkpoint(path, recipe="w4a8-po2-inorm")
+        convert_recipe(load_checkpoint(path)[0], "w4a8-po2-inorm")
