@@ -7,7 +7,8 @@ export/optimize.py.
 Backends: eager PyTorch float; eager PyTorch W3A8 (Brevitas, in its quant_inference_mode); ORT float
 (as the export pipeline writes it); ORT int8 as Brevitas writes it ("int8") and after the pipeline's
 graph steps ("int8-opt", what `python export/to_onnx.py` writes); the golden engine on a po2 QONNX
-export (1 thread). Models: the bundled limuse_k32_float and limuse_k32_w3a8. Each figure is the
+export (1 thread); the native engine on the bundled -inorm model packed from a QONNX export at the
+input length (1 and 2 threads, plus its per-stage times). Models: the bundled limuse_k32_float and limuse_k32_w3a8. Each figure is the
 median of RUNS runs after one warm-up. Only ratios within one run are meaningful on a shared machine.
 """
 from __future__ import annotations
@@ -121,6 +122,29 @@ def golden_backend(float_model):
     return separate, what
 
 
+def native_backend():
+    """The native engine on the bundled -inorm model packed from a QONNX export at the benchmark's input
+    length (cached like the golden engine's file). Returns (NativeModel, path of the packed file)."""
+    from limuse_edge.pretrained import from_pretrained
+    from limuse_export.pack import pack
+    from limuse_export.pipeline import export_onnx
+    from limuse_export.prepare import example_inputs, exportable
+    from limuse_export.save import save_onnx
+    from limuse_runtime.native import NativeModel, build, library_path
+
+    name = f"{PRESET}_w3a8_po2_inorm"
+    folder = _cache_folder(name)
+    qonnx, packed = folder / f"{PRESET}.inorm.qonnx.onnx", folder / f"{PRESET}.inorm.packed.bin"
+    if not packed.exists():
+        model = from_pretrained(name).eval()
+        if not qonnx.exists():
+            save_onnx(export_onnx("qonnx", exportable(model), example_inputs(model, int(INPUT_SECONDS * 16000))), qonnx)
+        pack(qonnx, packed, {"name": name})
+    if library_path() is None:
+        build.build()
+    return NativeModel(packed), packed
+
+
 def test_latency(tmp_path):
     import torch
     from brevitas.export.inference import quant_inference_mode
@@ -130,6 +154,7 @@ def test_latency(tmp_path):
 
     torch_models, onnx_paths = prepare_models()
     golden, golden_model = golden_backend(torch_models["float"])
+    native, native_path = native_backend()
     rng = np.random.default_rng(0)
     n = int(INPUT_SECONDS * SAMPLE_RATE)
     mixture = (0.1 * rng.standard_normal((2, n))).astype(np.float32)
@@ -148,6 +173,12 @@ def test_latency(tmp_path):
         for kind in ("float", "int8", "int8-opt"):
             separator = OrtSeparator(onnx_paths[kind], threads)
             rows.append(_row(f"ort-{kind}", threads, median_seconds(lambda: separator(mixture, voiceprint, visual))))
+        rows.append(_row("native", threads, median_seconds(lambda: native.run(mixture, voiceprint, visual, threads))))
+        if threads == 1:
+            native.reset_times()
+            native.run(mixture, voiceprint, visual, 1)
+            native_stages = {k: round(v, 4) for k, v in native.stage_seconds().items()}
+            native_kernels = {k: round(v, 4) for k, v in native.kernel_seconds().items() if v > 0}
         if threads == 1:  # numpy reference engine, BLAS held to one thread
             from threadpoolctl import threadpool_limits
             with threadpool_limits(1):
@@ -160,10 +191,18 @@ def test_latency(tmp_path):
     profiles = {kind: op_type_times(onnx_paths[kind], mixture, voiceprint, visual, threads=1, runs=3)
                 for kind in ("int8", "int8-opt")}
     rss = {f"{seconds}s": peak_rss_mb(onnx_paths["int8-opt"], seconds, tmp_path) for seconds in RSS_SECONDS}
+    native_rss = {f"{seconds}s": peak_rss_mb(native_path, seconds, tmp_path) for seconds in RSS_SECONDS}
+    native_row = next(r for r in rows if r["backend"] == "native" and r["threads"] == 1)
+    ort_row = next(r for r in rows if r["backend"] == "ort-int8-opt" and r["threads"] == 1)
 
     best = min((r for r in rows if r["backend"].startswith("ort-int8") and r["threads"] == 1), key=lambda r: r["rtf"])
     report = {"preset": PRESET, "input_seconds": INPUT_SECONDS, "runs": RUNS, "rows": rows, "rss_mb": rss,
               "golden_model": golden_model,
+              "native": {"file": native_path.name, "bytes": native_path.stat().st_size, "rss_mb": native_rss,
+                         "stage_seconds_1_thread": native_stages, "kernel_seconds_1_thread": native_kernels,
+                         "rtf_1_thread": native_row["rtf"], "goal_rtf": GOAL_RTF,
+                         "speedup_vs_ort_int8": round(ort_row["median_s"] / native_row["median_s"], 2),
+                         "met": native_row["rtf"] <= GOAL_RTF and ort_row["median_s"] >= 5 * native_row["median_s"]},
               "op_type_seconds_1_thread": profiles, "skipped": skipped,
               "goal": {"rtf_at_1_thread": GOAL_RTF, "speedup_vs_torch_float": GOAL_SPEEDUP,
                        "best_ort_int8": best["backend"], "rtf": best["rtf"],
@@ -179,6 +218,7 @@ def test_latency(tmp_path):
     assert all(r["median_s"] > 0 for r in rows)
     # Memory must not grow with duration: the windowed runtime holds one window, whatever the length.
     assert rss["60s"] < rss["10s"] * 1.1 + 20, rss
+    assert native_rss["60s"] < native_rss["10s"] * 1.1 + 20, native_rss
 
 
 def _row(backend: str, threads: int, seconds: float) -> dict:
@@ -220,6 +260,15 @@ def markdown(report: dict) -> str:
               "", f"Peak RSS of `limuse-run` (int8-opt, 1 thread): 10 s input {report['rss_mb']['10s']} MB, "
               f"60 s input {report['rss_mb']['60s']} MB.", ""]
     lines.append(f"Golden engine model: {report['golden_model']}.")
+    native = report["native"]
+    lines += ["", f"Native engine ({native['file']}, {native['bytes']} bytes): RTF {native['rtf_1_thread']:.4f} at 1 "
+              f"thread, {native['speedup_vs_ort_int8']:.2f}x ORT int8-opt (goal RTF <= {native['goal_rtf']} and 5x: "
+              f"{'met' if native['met'] else 'NOT met'}); peak RSS of `limuse-run` 10 s {native['rss_mb']['10s']} MB, "
+              f"60 s {native['rss_mb']['60s']} MB.", "",
+              "| native stage (1 thread) | s |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in native["stage_seconds_1_thread"].items()]
+    lines += ["", "| native kernel (1 thread) | s |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in sorted(native["kernel_seconds_1_thread"].items(), key=lambda kv: -kv[1])]
     for name, reason in report["skipped"].items():
         lines.append(f"Not measured: {name}: {reason}.")
     before, after = report["op_type_seconds_1_thread"]["int8"], report["op_type_seconds_1_thread"]["int8-opt"]
