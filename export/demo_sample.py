@@ -69,10 +69,6 @@ def load_demo(folder: "str | Path" = DEMO_DIR) -> Utterance:
     return utterance
 
 
-def demo_available(folder: "str | Path" = DEMO_DIR) -> bool:
-    return (Path(folder) / "demo.json").is_file()
-
-
 def corpus_utterances(root: "str | Path", count: int, split: str = "test") -> list[Utterance]:
     """The first `count` utterances of a corpus split (MC_Grid layout)."""
     from limuse_edge.data.dataset import MCGridDataset

@@ -7,8 +7,6 @@ from tqdm import tqdm
 
 from limuse_edge.train.trainer import model_inputs
 
-METRICS = ("si_sdr", "sdr", "sdri")
-
 
 @torch.no_grad()
 def evaluate(model, dataset, batch_size: int = 4, num_workers: int = 0, progress: bool = True) -> dict:

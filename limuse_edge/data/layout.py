@@ -18,7 +18,6 @@ from pathlib import Path
 
 SPLITS = ("train", "valid", "test")
 VOICEPRINT_FILE = "grid_vp.pkl"
-_NAME_OK = re.compile(r"^[A-Za-z0-9.\-]+$")
 
 
 def list_path(root: "str | Path", split: str) -> Path:
@@ -93,12 +92,6 @@ def read_list(root: "str | Path", split: str) -> list[ListLine]:
         if text.strip():
             lines.append(ListLine.parse(text, f"{path}:{number}"))
     return lines
-
-
-def check_name(name: str, what: str) -> str:
-    if not _NAME_OK.match(name):
-        raise ValueError(f"{what} {name!r}: expected letters, digits, '.' or '-' only")
-    return name
 
 
 def mixture_path(split, index, t_spk, t_utt, i_spk, i_utt) -> str:

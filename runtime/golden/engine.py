@@ -11,12 +11,14 @@ bias -> int32 accumulator, checked; requantization by a power-of-two shift, roun
 the residual adds when both operands are quantized (aligned to the finer scale), the layout ops on
 codes, and PReLU / Sigmoid on 8-bit codes (a 256-entry table).
 
+With the -inorm recipe every gLN and GroupNorm is one IntegerNorm node, and runs in integers too
+(ops.integer_norm, the formula of limuse_edge.model.integer_norm; see README.md).
+
 What stays in float32, and why:
-  - gLN (InstanceNormalization) and every GroupNorm (the project's exporter writes its statistics out
-    as ReduceMean / Sub / Pow / ReduceMean / Add / Sqrt / Div; LayerNormalization is also accepted):
-    mean, variance and 1/sqrt are float in QAT; an integer version would have to be trained with it
-    (I-BERT style) to stay faithful, and the model has no such recipe yet. The engine evaluates them as
-    the graph writes them, in float32.
+  - gLN (InstanceNormalization) and every GroupNorm of the other recipes (the project's exporter writes
+    their statistics out as ReduceMean / Sub / Pow / ReduceMean / Add / Sqrt / Div; LayerNormalization is
+    also accepted): mean, variance and 1/sqrt are float in their QAT. The engine evaluates them as the
+    graph writes them, in float32.
   - The residual adds of this network: one operand is a GroupNorm output (float), so the add is float
     in QAT too; the sum is quantized by the next layer's input quantizer.
   - The mean over groups in TAC, the mean over a block in the context codec, the overlap-add and the
