@@ -18,7 +18,7 @@ import torch
 
 from limuse_edge.metrics import si_sdr
 from limuse_edge.quant import calibrate
-from limuse_export import onnx_export, ort_session, parity
+from limuse_export import native_step, onnx_export, ort_session, parity
 from limuse_export.demo_sample import Utterance
 from limuse_export.passes import PASSES, apply_passes
 from limuse_export.prepare import exportable
@@ -119,6 +119,8 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
     report["parity"], report["parity_per_utterance"] = _parity(source, quantized, out, protos, utterances, inputs, log)
     if "qonnx" in protos:
         report["parity"].update(_qonnx_parity(quantized, protos["qonnx"], qonnx_utterance, cfg, log))
+        report["native"] = native_step.export_native(source.name, quantized, out, qonnx_utterance, utterances[0],
+                                                     cfg, log)
     atomic_write_text(out / "export_report.json", _json(report))
     return report
 

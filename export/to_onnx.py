@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nonnxruntime, {source.name}.{main_file}.onnx on the demo sample ({result['audio_seconds']:.1f} s): "
           f"SI-SDR {result['si_sdr_db']:.2f} dB (mixture mic 0: {result['mixture_si_sdr_db']:.2f} dB), "
           f"{result['seconds'] * 1000:.0f} ms")
+    native = report.get("native", {})
+    if "demo_si_sdr_db" in native:
+        print(f"native engine, {native['file']} ({native['bytes']} bytes) on the demo sample: SI-SDR "
+              f"{native['demo_si_sdr_db']:.2f} dB, {native['demo_seconds'] * 1000:.0f} ms")
     if not source.trained:
         print("NOTE: the model is UNTRAINED (random weights); the SI-SDR above says nothing about quality.")
     return 0

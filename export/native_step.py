@@ -1,0 +1,73 @@
+"""The export pipeline's native step: `<name>.packed.bin` from the QONNX file, for models of the recipe the
+native engine represents (power-of-two scales and integer norms, `w3a8-po2-inorm`), checked against
+Brevitas on the QONNX file's input and run once on the demo sample through limuse-run's windowing.
+
+The packed model has the QONNX file's static length (one window); limuse-run cuts longer recordings into
+windows of that length (limuse_runtime.native.binding.native_separator).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from limuse_edge.metrics import si_sdr
+from limuse_export import parity
+from limuse_export.demo_sample import Utterance
+from limuse_export.pack import RECIPE, PackError, pack
+from limuse_runtime.contract import MIXTURE, VISUAL, VOICEPRINT
+
+
+def native_applies(quantized) -> "str | None":
+    """None if the model can be packed, else why not (naming the recipe that can)."""
+    if quantized is None:
+        return f"a float model; the native engine runs quantized models of recipe {RECIPE}"
+    recipe = quantized.recipe
+    missing = [what for what, ok in (("power-of-two scales", recipe.power_of_two),
+                                     ("integer norms", recipe.integer_norm)) if not ok]
+    if missing:
+        return f"recipe {recipe.name} lacks {' and '.join(missing)}; the native engine needs recipe {RECIPE}"
+    return None
+
+
+def export_native(name: str, quantized, out: Path, qonnx_utterance: Utterance, demo: Utterance, cfg,
+                  log: Callable[[str], None] = print) -> dict:
+    """Writes out/<name>.packed.bin; returns the report's "native" entry."""
+    why_not = native_applies(quantized)
+    if why_not:
+        return {"skipped": why_not}
+    from limuse_runtime.native import NativeModel, build, library_path
+    from limuse_runtime.native.binding import native_separator
+    from limuse_runtime.streaming import separate_array
+    if library_path() is None:  # an editable install: compile the engine in place
+        build.build()
+    path = out / f"{name}.packed.bin"
+    try:
+        size = pack(out / f"{name}.qonnx.onnx", path, {"name": name, "recipe": quantized.recipe.name,
+                                                        "config": cfg.to_dict()})
+    except PackError as exc:
+        return {"error": str(exc)}
+    log(f"wrote {path} ({size} bytes, {size / 2 ** 20:.3f} MiB)")
+    x = qonnx_utterance.inputs(cfg.cues, cfg.mic_channels)
+    with torch.no_grad():
+        reference = quantized(**{k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in x.items()})
+    model = NativeModel(path)
+    estimate = model.run(x[MIXTURE][0], x[VOICEPRINT][0] if VOICEPRINT in x else None,
+                         x[VISUAL][0] if VISUAL in x else None)
+    check = parity.compare(reference.numpy(), estimate[None], qonnx_utterance.target)
+    separator, plan = native_separator(path)
+    started = time.perf_counter()
+    y = separate_array(separator, demo.mixture[:cfg.mic_channels],
+                       demo.voiceprint if "voiceprint" in cfg.cues else None,
+                       demo.visual if "visual" in cfg.cues else None, plan)
+    seconds = time.perf_counter() - started
+    entry = {"file": path.name, "bytes": size, "window_samples": model.window,
+             "vs_brevitas_max_abs": check["max_abs"], "vs_brevitas_si_sdr_db": check["si_sdr_diff_db"],
+             "vs_brevitas_input": qonnx_utterance.name, "demo_si_sdr_db": float(si_sdr(y, demo.target)),
+             "demo_seconds": round(seconds, 3), "demo_audio_seconds": demo.target.shape[-1] / 16000}
+    log(f"native engine: {path.name} vs Brevitas on {qonnx_utterance.name} max|d|={check['max_abs']:.3g} "
+        f"dSI-SDR={check['si_sdr_diff_db']:.4f} dB; demo SI-SDR {entry['demo_si_sdr_db']:.2f} dB in {seconds:.2f} s")
+    return entry
