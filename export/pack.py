@@ -160,7 +160,29 @@ def _broadcast(shape, out_shape) -> tuple:
     return tuple(0 if d == 1 and o != 1 else s for d, o, s in zip(shape, out_shape, _contiguous_strides(shape)))
 
 
+def _coalesce(dims, *strides_list) -> tuple:
+    """Merges adjacent axes that every view steps through as one (stride_d == stride_{d+1} * dim_{d+1}) and
+    drops axes of size 1: the same elements in the same order, in fewer, longer runs for the C loops."""
+    dims = list(dims)
+    strides_list = [list(s) for s in strides_list]
+    keep = [d for d in range(len(dims)) if dims[d] != 1] or [len(dims) - 1] if dims else []
+    dims = [dims[d] for d in keep]
+    strides_list = [[s[d] for d in keep] for s in strides_list]
+    d = len(dims) - 2
+    while d >= 0:
+        if all(s[d] == s[d + 1] * dims[d + 1] for s in strides_list):
+            dims[d] *= dims[d + 1]
+            for s in strides_list:
+                s[d] = s[d + 1]
+                del s[d + 1]
+            del dims[d + 1]
+        d -= 1
+    return (tuple(dims), *(tuple(s) for s in strides_list))
+
+
 def _copy_fields(out_id, in_id, dims, dst_off, dst_strides, src_off, src_strides, dequant=None):
+    dims, dst_strides, src_strides = _coalesce(dims, dst_strides, src_strides) if len(dims) else (dims, dst_strides,
+                                                                                                  src_strides)
     if len(dims) > MAX_RANK:
         raise PackError(f"a layout op of rank {len(dims)}; the native engine handles rank <= {MAX_RANK}")
     fields = [out_id, in_id, 0 if dequant is None else 1, dequant or 0, len(dims), *dims, dst_off, *dst_strides,
@@ -256,9 +278,10 @@ class Compiler:
                                 f"keeps integer tensors in int32")
             ai, bi = self.value_id(node.inputs[0], a), self.value_id(node.inputs[1], b)
             out = self.define(out_name, y, bound)
-            dims = tuple(y.codes.shape)
-            p.emit(OP_ADD_INT, [out, ai, bi, 1 if op == "Sub" else 0, sa, sb, len(dims), *dims,
-                                *_broadcast(a.codes.shape, dims), *_broadcast(b.codes.shape, dims)], [ai, bi], [out])
+            dims, sta, stb = _coalesce(tuple(y.codes.shape), _broadcast(a.codes.shape, y.codes.shape),
+                                       _broadcast(b.codes.shape, y.codes.shape), _contiguous_strides(y.codes.shape))[:3]
+            p.emit(OP_ADD_INT, [out, ai, bi, 1 if op == "Sub" else 0, sa, sb, len(dims), *dims, *sta, *stb],
+                   [ai, bi], [out])
         elif op in BINARY_CODES:
             self.binary_float(node, args, y)
         elif op == "PRelu":
@@ -369,9 +392,9 @@ class Compiler:
         ai, ad, ae = self._operand(node.inputs[0], a)
         bi, bd, be = self._operand(node.inputs[1], b)
         out = self.define(node.outputs[0], y)
-        dims = y.shape
-        sa = _broadcast(np.shape(a.codes if isinstance(a, QTensor) else a), dims)
-        sb = _broadcast(np.shape(b.codes if isinstance(b, QTensor) else b), dims)
+        sa = _broadcast(np.shape(a.codes if isinstance(a, QTensor) else a), y.shape)
+        sb = _broadcast(np.shape(b.codes if isinstance(b, QTensor) else b), y.shape)
+        dims, sa, sb = _coalesce(y.shape, sa, sb, _contiguous_strides(y.shape))[:3]
         self.program.emit(OP_BINARY_FLOAT, [out, ai, ad, ae, bi, bd, be, BINARY_CODES[node.op], len(dims), *dims,
                                             *sa, *sb], [ai, bi], [out])
 

@@ -287,34 +287,36 @@ static void integer_norm(lmn_model *m, const lmn_op *op)
 #pragma omp parallel for schedule(static)
 #endif
     for (row = 0; row < rows; row++) {
+        /* 8-bit input codes (the packer checked): every d = (q << F) - mean and d << P fits int32 */
         const int32_t *xr = x + row * n;
         int32_t *yr = y + row * n;
-        int64_t i, sum = 0, mean, var = 0, sd;
+        int64_t i, sum = 0, var = 0, sd, outer, o, c, j;
+        int32_t mean;
+        double dsd;
         for (i = 0; i < n; i++)
             sum += xr[i];
-        mean = divide_half_even(sum * ((int64_t)1 << fm), n);
+        mean = (int32_t)divide_half_even(sum * ((int64_t)1 << fm), n);
         for (i = 0; i < n; i++) {
-            int64_t d = (int64_t)xr[i] * ((int64_t)1 << fm) - mean;
-            var += d * d;
+            int32_t d = xr[i] * (1 << fm) - mean;
+            var += (int64_t)d * d;
         }
         var /= n;
         sd = isqrt64(var);
         if (sd < 1)
             sd = 1;
-        /* |d << fn| < 2^52: the double quotient rounded half to even is the exact rdiv (a tie k + 1/2 is
-         * representable, any other quotient lies 1/(2 sd) from one, beyond the division's error) */
-        {
-            double dsd = (double)sd;
-            int64_t c0;
-            for (c0 = 0; c0 < n; c0 += inner) {
-                int64_t c = (c0 / inner) % channels, end = c0 + inner;
-                int32_t g = gamma[c], b = beta[c];
-                for (i = c0; i < end; i++) {
-                    double d = (double)((int64_t)xr[i] * ((int64_t)1 << fm) - mean) * (double)(1 << fn);
-                    yr[i] = (int32_t)((int64_t)round_half_even_double(d / dsd) * g + b);
+        dsd = (double)sd;
+        /* the double quotient rounded half to even is the exact rdiv: a tie k + 1/2 is representable and
+         * any other quotient lies 1 / (2 sd) from one, beyond the division's error (|d << P| < 2^52) */
+        outer = n / (channels * inner);
+        for (o = 0; o < outer; o++)
+            for (c = 0; c < channels; c++) {
+                const int32_t *xs = xr + (o * channels + c) * inner;
+                int32_t *ys = yr + (o * channels + c) * inner, g = gamma[c], b = beta[c];
+                for (j = 0; j < inner; j++) {
+                    int32_t d = (xs[j] * (1 << fm) - mean) * (1 << fn);
+                    ys[j] = (int32_t)round_half_even_double((double)d / dsd) * g + b;
                 }
             }
-        }
     }
 }
 
@@ -344,13 +346,21 @@ static void add_int(lmn_model *m, const lmn_op *op)
 {
     const int32_t *a = INT_AT(m, op->f[1]), *b = INT_AT(m, op->f[2]);
     int32_t *y = INT_AT(m, op->f[0]);
-    int64_t index[MAX_RANK] = {0}, i = 0;
-    int64_t ma = (int64_t)1 << op->f[4], mb = (int64_t)1 << op->f[5];
-    int sub = (int)op->f[3];
+    int64_t index[MAX_RANK] = {0}, i = 0, j;
+    int32_t ma = (int32_t)1 << op->f[4], mb = (int32_t)1 << op->f[5]; /* the packer proved the sum fits int32 */
+    int sub = (int)op->f[3], rank = op->a.rank, outer = rank ? rank - 1 : 0;
+    int64_t inner = rank ? op->a.dims[rank - 1] : 1, sa = rank ? op->a.strides[rank - 1] : 0;
+    int64_t sb = rank ? op->b.strides[rank - 1] : 0;
     do {
-        int64_t va = a[at(&op->a, index)] * ma, vb = b[at(&op->b, index)] * mb;
-        y[i++] = (int32_t)(sub ? va - vb : va + vb);
-    } while (next_index(index, op->a.dims, op->a.rank));
+        const int32_t *pa = a + at(&op->a, index), *pb = b + at(&op->b, index);
+        if (sub)
+            for (j = 0; j < inner; j++)
+                y[i + j] = pa[j * sa] * ma - pb[j * sb] * mb;
+        else
+            for (j = 0; j < inner; j++)
+                y[i + j] = pa[j * sa] * ma + pb[j * sb] * mb;
+        i += inner;
+    } while (next_index(index, op->a.dims, outer));
 }
 
 static float operand(const lmn_model *m, int64_t id, int dequant, float scale, int64_t i)
@@ -362,13 +372,19 @@ static void binary_float(lmn_model *m, const lmn_op *op)
 {
     float *y = FLOAT_AT(m, op->f[0]);
     float sa = exp2_int(op->f[3]), sb = exp2_int(op->f[6]);
-    int64_t index[MAX_RANK] = {0}, i = 0;
-    int code = (int)op->f[7];
+    int64_t index[MAX_RANK] = {0}, i = 0, j;
+    int code = (int)op->f[7], rank = op->a.rank, outer = rank ? rank - 1 : 0;
+    int da = (int)op->f[2], db = (int)op->f[5];
+    int64_t inner = rank ? op->a.dims[rank - 1] : 1, ta = rank ? op->a.strides[rank - 1] : 0;
+    int64_t tb = rank ? op->b.strides[rank - 1] : 0;
     do {
-        float va = operand(m, op->f[1], (int)op->f[2], sa, at(&op->a, index));
-        float vb = operand(m, op->f[4], (int)op->f[5], sb, at(&op->b, index));
-        y[i++] = code == 0 ? va + vb : code == 1 ? va - vb : code == 2 ? va * vb : va / vb;
-    } while (next_index(index, op->a.dims, op->a.rank));
+        int64_t oa = at(&op->a, index), ob = at(&op->b, index);
+        for (j = 0; j < inner; j++) {
+            float va = operand(m, op->f[1], da, sa, oa + j * ta), vb = operand(m, op->f[4], db, sb, ob + j * tb);
+            y[i + j] = code == 0 ? va + vb : code == 1 ? va - vb : code == 2 ? va * vb : va / vb;
+        }
+        i += inner;
+    } while (next_index(index, op->a.dims, outer));
 }
 
 static void table(lmn_model *m, const lmn_op *op)
