@@ -130,3 +130,38 @@ def test_aarch64_build_under_qemu_equals_x86_64(tiny_packed, tmp_path):
     x86, arm_out = (np.fromfile(tmp_path / f, "<f4") for f in ("x86.f32", "arm.f32"))
     assert x86.size == SAMPLES
     assert x86.tobytes() == arm_out.tobytes()
+
+
+@pytest.fixture(scope="module")
+def tiny_variant_qonnx(tmp_path_factory):
+    """tiny -inorm without the voiceprint cue and without the context codec (the no_vp / no_cc rows' code
+    paths: two graph inputs, the GC-TCN at full frame rate)."""
+    import torch
+    from golden_reference import example_inputs, export_qonnx
+    from native_inputs import VIDEO_FRAMES
+
+    from limuse_edge.checkpoint import build_model
+    from limuse_edge.config import get_preset
+    from limuse_edge.quant import calibrate
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model(get_preset("tiny").replace(cues=("visual",), context_codec=False), "w3a8-po2-inorm").eval()
+
+    def without_voiceprint(inputs):
+        return {k: v for k, v in inputs.items() if k != "voiceprint"}
+
+    calibrate(model, [without_voiceprint(example_inputs(model, SAMPLES, VIDEO_FRAMES, seed=100 + s)) for s in range(2)])
+    inputs = without_voiceprint(example_inputs(model.eval(), SAMPLES, VIDEO_FRAMES, seed=1))
+    path = export_qonnx(model, inputs, tmp_path_factory.mktemp("native_variant") / "tiny_no_vp_no_cc.qonnx.onnx")
+    return path, {k: v.numpy() for k, v in inputs.items()}
+
+
+def test_a_model_without_voiceprint_and_codec_equals_the_golden_engine(tiny_variant_qonnx, native_library, tmp_path):
+    from limuse_export.pack_check import compare_with_golden
+    qonnx, inputs = tiny_variant_qonnx
+    stats = compare_with_golden(qonnx, inputs, tmp_path / "variant.packed.bin")
+    assert stats["int_tensors"] > 100 and stats["int_mismatches"] == 0, stats["mismatched"]
+    assert stats["float_mismatched"] == []
+    assert stats["waveform_max_abs"] <= 1e-6 * stats["waveform_peak"]
+    model = NativeModel(tmp_path / "variant.packed.bin")
+    assert not model.has_voiceprint and model.has_visual
