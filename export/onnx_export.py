@@ -11,16 +11,28 @@ to the output folder here; see save.py).
   the fixed shape of its example inputs; the float and int8 files keep batch, samples and frames dynamic.
 
 Opset 17 throughout.
+
+Export time (limuse_k32, profiled with cProfile on the 2-core machine): of 263 s for the int8 file,
+146 s went to torch's `_jit_pass_lint`, a consistency check of the TorchScript graph that the exporter
+runs ten times and that grows quadratically with the graph (tens of thousands of traced nodes), and 63 s
+to the onnxoptimizer passes Brevitas runs afterwards (Constant nodes to initializers, unused
+initializers), quadratic too. `_exporting` skips the lint (onnx.checker still checks every file written,
+save.py) and the Brevitas managers here skip onnxoptimizer; `constants_to_initializers` does its job
+in one pass. The dynamic-shape files are traced on a short example input (the graph does not depend on
+its length; parity is measured on the full demo); what remains is the tracer itself.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import tempfile
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import onnx
 import torch
+from onnx import numpy_helper
 
 from limuse_export.prepare import OnnxInterface
 from limuse_runtime.contract import DYNAMIC_AXES, OUTPUT_NAME
@@ -42,15 +54,50 @@ def _args(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> tuple:
     return tuple(inputs[n] for n in module.input_names)
 
 
+@contextlib.contextmanager
+def _exporting():
+    """The TorchScript exporter without its repeated graph lint (see the module docstring)."""
+    with warnings.catch_warnings(), mock.patch.object(torch._C, "_jit_pass_lint", lambda graph: None):
+        # The model's input checks are Python conditionals on shapes; the tracer warns about each,
+        # and they hold for every input the ONNX contract allows.
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _via_file(export, module, inputs, **kwargs) -> onnx.ModelProto:
     with tempfile.TemporaryDirectory(prefix="limuse_export_") as tmp, torch.no_grad():
         path = Path(tmp) / "model.onnx"
-        with warnings.catch_warnings():
-            # The model's input checks are Python conditionals on shapes; the tracer warns about each,
-            # and they hold for every input the ONNX contract allows.
-            warnings.simplefilter("ignore")
+        with _exporting():
             export(module, _args(module, inputs), str(path), **kwargs)
         return onnx.load(str(path))
+
+
+def constants_to_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Constant nodes become initializers of the same name and unused initializers go: what Brevitas
+    asks onnxoptimizer for (extract_constant_to_initializer, eliminate_unused_initializer), in one pass."""
+    model = copy.deepcopy(model)
+    graph = model.graph
+    kept, constants = [], []
+    for node in graph.node:
+        value = next((a for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
+        if value is None:
+            kept.append(node)
+            continue
+        tensor = copy.deepcopy(value.t)
+        tensor.name = node.output[0]
+        constants.append(tensor)
+    used = {name for node in kept for name in node.input} | {o.name for o in graph.output}
+    initializers = [i for i in list(graph.initializer) + constants if i.name in used]
+    del graph.node[:]
+    graph.node.extend(kept)
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    return model
+
+
+def _brevitas_manager(base):
+    """A Brevitas export manager without its onnxoptimizer step (constants_to_initializers replaces it)."""
+    return type(f"Lean{base.__name__}", (base,), {"run_onnx_passes": False})
 
 
 def export_float(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx.ModelProto:
@@ -61,21 +108,23 @@ def export_float(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx
 
 def export_qcdq(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx.ModelProto:
     _require_quantized(module, "int8 (QCDQ)")
-    from brevitas.export import export_onnx_qcdq
+    from brevitas.export.onnx.standard.qcdq.manager import StdQCDQONNXManager
+    manager = _brevitas_manager(StdQCDQONNXManager)
 
     def export(m, args, path, **kw):
-        export_onnx_qcdq(m, args=args, export_path=path, keep_initializers_as_inputs=False, **kw)
-    return _via_file(export, module, inputs, **_kwargs(module, dynamic=True))
+        manager.export(m, args=args, export_path=path, keep_initializers_as_inputs=False, **kw)
+    return constants_to_initializers(_via_file(export, module, inputs, **_kwargs(module, dynamic=True)))
 
 
 def export_qonnx(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx.ModelProto:
     """Quant-node graph at the fixed shape of `inputs`."""
     _require_quantized(module, "QONNX")
-    from brevitas.export import export_qonnx as brevitas_export_qonnx
+    from brevitas.export.onnx.qonnx.manager import QONNXManager
+    manager = _brevitas_manager(QONNXManager)
 
     def export(m, args, path, **kw):
-        brevitas_export_qonnx(m, args=args, export_path=path, keep_initializers_as_inputs=False, **kw)
-    raw = _via_file(export, module, inputs, **_kwargs(module, dynamic=False))
+        manager.export(m, args=args, export_path=path, keep_initializers_as_inputs=False, **kw)
+    raw = constants_to_initializers(_via_file(export, module, inputs, **_kwargs(module, dynamic=False)))
     return tag_torch_modules(raw, module.model, scope="model")  # the OnnxInterface's attribute
 
 

@@ -1,7 +1,10 @@
 """The export pipeline: models in, three ONNX files, export_report.json and a demo run out.
 
 Each file is its exporter's graph (onnx_export.EXPORTERS) after its format's passes (passes.PASSES);
-parity is measured on the final files.
+parity is measured on the final files: onnxruntime against torch/Brevitas on every utterance, and the
+QONNX file with the golden engine against Brevitas, code for code (power-of-two recipes). qonnx's own
+executor checks the QONNX file only when asked (check_qonnx: it keeps every intermediate tensor, 7.4 GB
+for 3 s of limuse_k32). Every step's wall time is logged and lands in the report's "step_seconds".
 """
 from __future__ import annotations
 
@@ -22,14 +25,18 @@ from limuse_export import native_step, onnx_export, ort_session, parity
 from limuse_export.demo_sample import Utterance
 from limuse_export.passes import PASSES, apply_passes
 from limuse_export.prepare import exportable
-from limuse_export.qonnx_check import run_qonnx
+from limuse_export.qonnx_check import QonnxCheckError, check_qonnx_runs, run_qonnx
 from limuse_export.save import save_onnx
 from limuse_export.sources import Source
 from limuse_runtime.contract import MIXTURE, SAMPLE_RATE, VISUAL, VOICEPRINT, atomic_write_text
+from limuse_runtime.streaming import DEFAULT_WINDOW_S
 
-# qonnx's executor keeps every intermediate tensor (7.4 GB for 3 s of limuse_k32: it was OOM-killed), so
-# the static-shape QONNX file is exported, and checked against Brevitas, on the first second of audio.
-QONNX_SAMPLES = SAMPLE_RATE
+# The int8 and float files have dynamic lengths and are traced on this much audio (tracing costs grow with
+# it; the graph does not depend on it, and parity is measured on the full utterances).
+TRACE_SAMPLES = SAMPLE_RATE // 2
+# The QONNX file is static (qonnx's shape inference freezes symbolic axes): one window of the runtime's
+# windowing (limuse_runtime.streaming), so that `limuse-run golden` runs recordings of any length.
+QONNX_SAMPLES = round(DEFAULT_WINDOW_S * SAMPLE_RATE)
 FORMATS = ("qonnx", "int8", "float")
 
 
@@ -71,11 +78,16 @@ def _macs(model, n_samples: int) -> dict:
 
 
 def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
-               log: Callable[[str], None] = print) -> dict:
-    """Write <name>.{qonnx,int8,float}.onnx and export_report.json into `out`; return the report."""
+               log: Callable[[str], None] = print, check_qonnx: bool = False) -> dict:
+    """Write <name>.{qonnx,int8,float}.onnx and export_report.json into `out`; return the report.
+    check_qonnx: also run the QONNX file with qonnx's executor against Brevitas (before anything is
+    written: a model qonnx cannot run is an error and leaves no file)."""
     out = check_writable(out)
     if not utterances:
         raise ValueError("export: no utterances for calibration and parity; expected at least one")
+    if check_qonnx and source.quantized is None:
+        raise QonnxCheckError("--check-qonnx: the model is float, so there is no QONNX file to check; expected a "
+                              "quantized recipe such as 'w3a8'")
     log(f"model: {source.description}")
     cfg = source.float.config
     inputs = [u.inputs(cfg.cues, cfg.mic_channels) for u in utterances]
@@ -84,27 +96,42 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
         log(f"calibrating the activation quantizers of the untrained model on {len(inputs)} utterance(s)")
         quantized = copy.deepcopy(quantized).eval()  # the source's model stays as it came
         calibrate(quantized, [_torch_inputs(x) for x in inputs])
-    example = _torch_inputs(inputs[0])
+    trace_utterance = utterances[0].head(min(TRACE_SAMPLES, utterances[0].target.shape[-1]))
+    example = _torch_inputs(trace_utterance.inputs(cfg.cues, cfg.mic_channels))
     qonnx_utterance = utterances[0].head(min(QONNX_SAMPLES, utterances[0].target.shape[-1]))
     qonnx_example = _torch_inputs(qonnx_utterance.inputs(cfg.cues, cfg.mic_channels))
+    timings: dict[str, float] = {}
 
-    timings, files, protos = {}, {}, {}
+    def timed(step: str, started: float) -> float:
+        timings[step] = round(time.perf_counter() - started, 1)
+        return timings[step]
+
+    files, protos = {}, {}
     jobs = [("float", source.float, example)]
     if quantized is not None:
-        # The onnxruntime files first: the QONNX cleanup is the slow part and should not hold them up.
         jobs = [("int8", quantized, example)] + jobs + [("qonnx", quantized, qonnx_example)]
     for kind, model, example_inputs in jobs:
-        start = time.perf_counter()
-        proto = export_onnx(kind, exportable(model), example_inputs)
-        path = out / f"{source.name}.{kind}.onnx"
-        files[path.name] = save_onnx(proto, path)
-        protos[kind] = proto
-        timings[kind] = round(time.perf_counter() - start, 1)
-        log(f"wrote {path} ({files[path.name]} bytes, {timings[kind]} s)")
+        started = time.perf_counter()
+        protos[kind] = export_onnx(kind, exportable(model), example_inputs)
+        log(f"exported {kind} ({timed(kind, started)} s)")
+    qonnx_check = None
+    if check_qonnx:
+        started = time.perf_counter()
+        check_qonnx_runs(protos["qonnx"])
+        qonnx_check = _qonnx_parity(quantized, protos["qonnx"], qonnx_utterance, cfg, log)
+        log(f"qonnx's executor on {qonnx_utterance.name} ({timed('qonnx_executor', started)} s)")
+    started = time.perf_counter()
+    for kind in ("int8", "float", "qonnx"):
+        if kind in protos:
+            path = out / f"{source.name}.{kind}.onnx"
+            files[path.name] = save_onnx(protos[kind], path)
+            log(f"wrote {path} ({files[path.name]} bytes)")
+    timed("write", started)
 
     report = {"model": source.description, "name": source.name, "opset": onnx_export.OPSET,
               "recipe": quantized.recipe.name if quantized is not None else "float",
-              "files": files, "export_seconds": timings}
+              "files": files, "step_seconds": timings}
+    started = time.perf_counter()
     ort_files = [k for k in ("int8", "float") if k in protos]
     ops = {k: ort_session.optimized_op_counts(out / f"{source.name}.{k}.onnx") for k in ort_files}
     for kind in ort_files:
@@ -116,11 +143,20 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
     report["ort_optimized_ops_by_file"] = ops
     report["integer_kernels"] = {k: ort_session.kernel_summary(v) for k, v in ops.items()}
     report["macs"] = _macs(source.float, inputs[0][MIXTURE].shape[-1])
+    log(f"onnxruntime graphs and MACs ({timed('onnxruntime_graphs', started)} s)")
+    started = time.perf_counter()
     report["parity"], report["parity_per_utterance"] = _parity(source, quantized, out, protos, utterances, inputs, log)
+    timed("parity_onnxruntime", started)
     if "qonnx" in protos:
-        report["parity"].update(_qonnx_parity(quantized, protos["qonnx"], qonnx_utterance, cfg, log))
+        started = time.perf_counter()
+        report["parity"].update(_golden_parity(quantized, out / f"{source.name}.qonnx.onnx", qonnx_utterance, cfg, log))
+        log(f"golden engine vs Brevitas ({timed('parity_golden', started)} s)")
+        if qonnx_check is not None:
+            report["parity"].update(qonnx_check)
+        started = time.perf_counter()
         report["native"] = native_step.export_native(source.name, quantized, out, qonnx_utterance, utterances[0],
                                                      cfg, log)
+        timed("native", started)
     atomic_write_text(out / "export_report.json", _json(report))
     return report
 
@@ -150,6 +186,21 @@ def _parity(source, quantized, out, protos, utterances, inputs, log):
             summary[f"{key}_max_abs"] = w["max_abs"]
             summary[f"{key}_si_sdr_db"] = w["si_sdr_diff_db"]
     return summary, per_utterance
+
+
+def _golden_parity(quantized, qonnx_path: Path, utterance: Utterance, cfg, log) -> dict:
+    """The golden engine on the QONNX file against Brevitas, code for code (power-of-two recipes only:
+    the engine shifts by powers of two and refuses other scales)."""
+    if not quantized.recipe.power_of_two:
+        log(f"golden engine: skipped, recipe {quantized.recipe.name} has no power-of-two scales")
+        return {"golden_vs_brevitas": f"not run: recipe {quantized.recipe.name} has no power-of-two scales "
+                                      f"(the golden engine runs -po2 recipes)"}
+    from limuse_export.golden_check import golden_vs_brevitas
+    result = golden_vs_brevitas(quantized, qonnx_path, utterance.inputs(cfg.cues, cfg.mic_channels))
+    log(f"parity on {utterance.name}: golden_vs_brevitas {result['golden_vs_brevitas_mismatches']} of "
+        f"{result['golden_values_compared']} codes differ, waveform max|d|="
+        f"{result['golden_vs_brevitas_waveform_max_abs']:.3g}")
+    return {**result, "golden_input": utterance.name}
 
 
 def _qonnx_parity(quantized, qonnx_model, utterance: Utterance, cfg, log) -> dict:

@@ -40,4 +40,9 @@ def format_report(report: dict) -> str:
         if f"{key}_max_abs" in p:
             lines.append(f"  {key:<20} max|diff| {p[f'{key}_max_abs']:.3g}   "
                          f"SI-SDR diff {p[f'{key}_si_sdr_db']:.4f} dB")
+    if "golden_vs_brevitas_mismatches" in p:
+        lines.append(f"  golden_vs_brevitas   {p['golden_vs_brevitas_mismatches']} of {p['golden_values_compared']:,} "
+                     f"integer codes differ (goal 0), {p['golden_input']}")
+    elif "golden_vs_brevitas" in p:
+        lines.append(f"  golden_vs_brevitas   {p['golden_vs_brevitas']}")
     return "\n".join(lines)

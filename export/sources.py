@@ -1,6 +1,6 @@
 """Which models to export: a checkpoint, a bundled pretrained model, an untrained preset, or (no
-arguments) the bundled limuse_k32 W3A8 model and its float twin, falling back to an untrained
-limuse_k32 while the bundled checkpoints do not exist."""
+arguments) the bundled integer-only limuse_k32 (W3A8, power-of-two scales, integer norms) and its float
+twin, falling back to an untrained limuse_k32 while the bundled checkpoints do not exist."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +12,9 @@ from limuse_edge.checkpoint import build_model, load_checkpoint, load_state
 from limuse_edge.model import LiMuSE
 
 DEFAULT_PRESET = "limuse_k32"
-DEFAULT_QUANTIZED = "limuse_k32_w3a8"
-DEFAULT_FLOAT = "limuse_k32_float"
+# The main job's model: integer end to end (power-of-two scales, integer norms), so that every file of the
+# toolchain (int8 ONNX, QONNX for the golden engine, the native engine's packed model) comes from it.
+DEFAULT_QUANTIZED = "limuse_k32_w3a8_po2_inorm"
 
 
 @dataclass
@@ -57,17 +58,12 @@ def from_preset(preset: str, recipe: str, seed: int = 0) -> Source:
 
 
 def default_source() -> Source:
-    """Bundled limuse_k32 W3A8 plus the bundled float model when present; otherwise untrained."""
+    """The bundled DEFAULT_QUANTIZED model and its float twin; an untrained limuse_k32 if not installed."""
     from limuse_edge import pretrained
     available = pretrained.available()
     if DEFAULT_QUANTIZED not in available:
-        source = from_preset(DEFAULT_PRESET, "w3a8")
+        source = from_preset(DEFAULT_PRESET, "w3a8-po2-inorm")
         source.description += (f"; the bundled {DEFAULT_QUANTIZED!r} checkpoint is not installed "
                                f"(bundled: {available or 'none'}), so the outputs are NOT meaningful speech")
         return source
-    quantized = pretrained.from_pretrained(DEFAULT_QUANTIZED)
-    floating = (pretrained.from_pretrained(DEFAULT_FLOAT) if DEFAULT_FLOAT in available
-                else float_twin(quantized))
-    what = DEFAULT_FLOAT if DEFAULT_FLOAT in available else f"the float twin of {DEFAULT_QUANTIZED}"
-    return Source(DEFAULT_PRESET, quantized, floating, True,
-                  f"bundled pretrained {DEFAULT_QUANTIZED!r} and {what}")
+    return from_pretrained(DEFAULT_QUANTIZED)

@@ -2,9 +2,11 @@
 
     python export/to_onnx.py [--checkpoint CKPT | --pretrained NAME | --preset P --recipe R] [--out build/]
 
-With no arguments: the bundled limuse_k32 W3A8 model and its float twin (an untrained limuse_k32 while
-the bundled checkpoints are not installed), parity on the bundled demo sample (plus corpus test
-utterances with --corpus), then one onnxruntime run of the int8 file on the demo sample.
+With no arguments: the bundled integer-only limuse_k32 (limuse_k32_w3a8_po2_inorm) and its float twin (an
+untrained limuse_k32 while the bundled checkpoints are not installed), parity on the bundled demo sample
+(plus corpus test utterances with --corpus: onnxruntime against Brevitas, the golden engine against
+Brevitas code for code), then one onnxruntime run of the int8 file on the demo sample. Each step's time is
+printed and saved in export_report.json.
 """
 from __future__ import annotations
 
@@ -23,9 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="build", help="output folder (default: build/)")
     parser.add_argument("--corpus", help="an MC_Grid corpus whose test utterances join the parity check")
     parser.add_argument("--utterances", type=int, default=3, help="utterances for parity (default 3)")
+    parser.add_argument("--check-qonnx", action="store_true",
+                        help="also run the QONNX file with qonnx's executor (slow; needs GBs on limuse_k32)")
 
 
 def run(args: argparse.Namespace) -> int:
+    import time
+    started = time.perf_counter()
     import torch
     from limuse_export import demo_sample, sources
     from limuse_export.pipeline import demo_si_sdr, export_all
@@ -51,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     utterances = [demo]
     if args.corpus and args.utterances > 1:
         utterances += demo_sample.corpus_utterances(args.corpus, args.utterances - 1)
-    report = export_all(source, args.out, utterances)
+    report = export_all(source, args.out, utterances, check_qonnx=args.check_qonnx)
     print()
     print(format_report(report))
     main_file = "int8" if source.quantized is not None else "float"
@@ -63,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     if "demo_si_sdr_db" in native:
         print(f"native engine, {native['file']} ({native['bytes']} bytes) on the demo sample: SI-SDR "
               f"{native['demo_si_sdr_db']:.2f} dB, {native['demo_seconds'] * 1000:.0f} ms")
+    total = time.perf_counter() - started
+    print(f"steps (s): " + ", ".join(f"{k} {v}" for k, v in report["step_seconds"].items())
+          + f"; total {total:.0f} s")
     if not source.trained:
         print("NOTE: the model is UNTRAINED (random weights); the SI-SDR above says nothing about quality.")
     return 0

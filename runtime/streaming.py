@@ -83,6 +83,28 @@ def overlap_add(separator: Separator, read: ReadWindow, n_samples: int, voicepri
             yield out[: -plan.overlap]
 
 
+def fixed_length_windows(run: Callable[[int], np.ndarray], n_samples: int, window: int) -> np.ndarray:
+    """(n_samples,) output of a backend whose graph has one static length `window` (the QONNX file of the
+    golden engine, the native engine's packed model): run(start) separates samples [start, start + window)
+    of the recording (zero-padded past its end). A recording up to one window long is one padded run; a
+    longer one runs windows every window // 2 samples, the last ending at the recording's end, cross-faded
+    with the same linear ramp as overlap_add over whatever they overlap."""
+    if n_samples <= window:
+        return np.asarray(run(0), np.float32)[:n_samples]
+    starts = list(range(0, n_samples - window, window // 2)) + [n_samples - window]
+    out = np.zeros(n_samples, np.float32)
+    done = 0  # out[:done] is final
+    for start in starts:
+        y = np.asarray(run(start), np.float32)
+        overlap = done - start
+        if overlap > 0:
+            ramp = ((np.arange(overlap) + 0.5) / overlap).astype(np.float32)
+            out[start:done] = out[start:done] * (1 - ramp) + y[:overlap] * ramp
+        out[max(done, start):start + window] = y[max(overlap, 0):]
+        done = start + window
+    return out
+
+
 def visual_for(visual: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
     """The video frames that cover samples [start, stop); a track that ends early repeats its last frame."""
     if visual is None:

@@ -1,6 +1,10 @@
 """limuse-run golden: run the bit-exact integer engine on one input, write the waveform and/or the
 per-layer test vectors.
 
+The QONNX file is static (one window, 3 s from the main job). A recording of another length runs in
+windows of that length (limuse_runtime.streaming.fixed_length_windows: zero-padded when shorter, windows
+every half window cross-faded when longer); --dump needs a recording of exactly the file's length.
+
     limuse-run golden --model M.qonnx.onnx --mixture mix.wav [--voiceprint vp.npy] [--visual lips.npy]
                       [--out target.wav] [--dump DIR]
 """
@@ -14,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from limuse_runtime.contract import MIXTURE, SAMPLE_RATE, VISUAL, VOICEPRINT, atomic_path, load_visual, load_voiceprint
+from limuse_runtime.contract import (MIXTURE, SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VISUAL, VOICEPRINT, atomic_path,
+                                     load_visual, load_voiceprint)
 from limuse_runtime.errors import InputError
 
 
@@ -42,7 +47,7 @@ def run_golden_cli(argv: list[str]) -> int:
         inputs = _read_inputs(args, engine)
         trace = Trace(keep_codes=bool(args.dump))
         started = time.perf_counter()
-        target = next(iter(engine.run(inputs, trace).values()))
+        target = _run_windows(engine, inputs, trace, dump=bool(args.dump))
         wall = time.perf_counter() - started
         if args.out:
             _write_wav(args.out, np.asarray(target, np.float32).reshape(-1))
@@ -55,6 +60,30 @@ def run_golden_cli(argv: list[str]) -> int:
     print(f"golden: {len(engine.layers)} integer layers, max |acc| {trace.max_accumulator} "
           f"(int32 max {2 ** 31 - 1}), wall {wall:.3f} s {written}")
     return 0
+
+
+def _run_windows(engine, inputs: dict, trace, dump: bool) -> np.ndarray:
+    from limuse_runtime.streaming import fixed_length_windows, visual_for
+    window = engine.graph.input_shapes[MIXTURE][2]
+    mixture = inputs[MIXTURE][0]
+    n_samples = mixture.shape[1]
+    if not window or n_samples == window:
+        return np.asarray(next(iter(engine.run(inputs, trace).values())), np.float32).reshape(-1)
+    if dump:
+        raise InputError(f"--dump: the recording has {n_samples} samples, the QONNX file takes exactly {window}; "
+                         f"expected a recording of {window} samples ({window / SAMPLE_RATE:.2f} s) for test vectors")
+    visual = inputs[VISUAL][0] if VISUAL in inputs else None
+    frames = engine.graph.input_shapes[VISUAL][1] if VISUAL in inputs else 0
+
+    def run(start: int) -> np.ndarray:
+        chunk = mixture[:, start:start + window]
+        window_inputs = dict(inputs, **{MIXTURE: np.pad(chunk, ((0, 0), (0, window - chunk.shape[1])))[None]})
+        if visual is not None:
+            first = start // SAMPLES_PER_VIDEO_FRAME
+            window_inputs[VISUAL] = visual_for(visual, first * SAMPLES_PER_VIDEO_FRAME,
+                                               (first + frames) * SAMPLES_PER_VIDEO_FRAME)[None]
+        return np.asarray(next(iter(engine.run(window_inputs, trace).values())), np.float32).reshape(-1)
+    return fixed_length_windows(run, n_samples, window)
 
 
 def _read_inputs(args, engine) -> dict:
