@@ -44,6 +44,15 @@ def export_qonnx(model, inputs: dict, path):
     return path
 
 
+def calibrated_qonnx(path, preset: str = "tiny", recipe: str = "w3a8-po2", samples: int = SAMPLES,
+                     video_frames: int = VIDEO_FRAMES, seed: int = 1) -> tuple:
+    """(model, inputs, path): calibrated_po2_model, example inputs of that length (seed `seed`) and the
+    project's QONNX export of the model at their shape, written to `path`."""
+    model = calibrated_po2_model(preset, recipe, samples=samples, video_frames=video_frames)
+    inputs = example_inputs(model, samples, video_frames, seed=seed)
+    return model, inputs, export_qonnx(model, inputs, path)
+
+
 def _weight_key(codes: np.ndarray) -> tuple:
     return codes.shape, np.ascontiguousarray(codes, dtype=np.int64).tobytes()
 

@@ -14,8 +14,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from golden_reference import (brevitas_codes, calibrated_po2_model, compare_codes, example_inputs, export_qonnx,
-                              layer_names, numpy_inputs)
+from golden_reference import brevitas_codes, calibrated_qonnx, compare_codes, layer_names, numpy_inputs
 from onnx import numpy_helper
 
 from limuse_runtime.golden import GoldenEngine, GoldenError, Trace
@@ -26,9 +25,7 @@ from limuse_runtime.golden.lower import TORCH_MODULE_DOC
 @pytest.fixture(scope="module")
 def tiny_po2(tmp_path_factory):
     torch.set_num_threads(1)
-    model = calibrated_po2_model("tiny")
-    inputs = example_inputs(model, seed=1)
-    path = export_qonnx(model, inputs, tmp_path_factory.mktemp("golden") / "tiny.qonnx.onnx")
+    model, inputs, path = calibrated_qonnx(tmp_path_factory.mktemp("golden") / "tiny.qonnx.onnx")
     reference, waveform = brevitas_codes(model, inputs)
     engine = GoldenEngine(path)
     return model, engine, numpy_inputs(inputs), reference, waveform, layer_names(engine, model), path

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from golden_reference import (brevitas_codes, calibrated_po2_model, compare_codes, example_inputs, export_qonnx,
-                              layer_names, numpy_inputs)
+from golden_reference import brevitas_codes, calibrated_qonnx, compare_codes, layer_names, numpy_inputs
 
 from limuse_runtime.golden import GoldenEngine
 
@@ -17,9 +16,8 @@ SAMPLES, VIDEO_FRAMES = 4000, 7
 @pytest.fixture(scope="module")
 def tiny_inorm(tmp_path_factory):
     torch.set_num_threads(1)
-    model = calibrated_po2_model("tiny", "w3a8-po2-inorm", samples=SAMPLES, video_frames=VIDEO_FRAMES)
-    inputs = example_inputs(model, SAMPLES, VIDEO_FRAMES, seed=1)
-    path = export_qonnx(model, inputs, tmp_path_factory.mktemp("golden_inorm") / "tiny_inorm.qonnx.onnx")
+    model, inputs, path = calibrated_qonnx(tmp_path_factory.mktemp("golden_inorm") / "tiny_inorm.qonnx.onnx", "tiny",
+                                           "w3a8-po2-inorm", SAMPLES, VIDEO_FRAMES)
     engine = GoldenEngine(path)
     return model, engine, inputs
 

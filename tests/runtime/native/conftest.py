@@ -18,11 +18,10 @@ def native_library():
 @pytest.fixture(scope="session")
 def tiny_inorm_qonnx(tmp_path_factory):
     import torch
-    from golden_reference import calibrated_po2_model, example_inputs, export_qonnx
+    from golden_reference import calibrated_qonnx
     torch.set_num_threads(1)
-    model = calibrated_po2_model("tiny", "w3a8-po2-inorm", samples=SAMPLES, video_frames=VIDEO_FRAMES)
-    inputs = example_inputs(model, SAMPLES, VIDEO_FRAMES, seed=1)
-    path = export_qonnx(model, inputs, tmp_path_factory.mktemp("native") / "tiny_inorm.qonnx.onnx")
+    model, inputs, path = calibrated_qonnx(tmp_path_factory.mktemp("native") / "tiny_inorm.qonnx.onnx", "tiny",
+                                           "w3a8-po2-inorm", SAMPLES, VIDEO_FRAMES)
     with torch.no_grad():
         waveform = model(**inputs).numpy()
     return path, {k: v.numpy() for k, v in inputs.items()}, waveform
