@@ -321,25 +321,22 @@ static void integer_norm(lmn_model *m, const lmn_op *op)
 }
 
 /* ---------------------------------------------------------------- elementwise over strided views */
-/* Advances a multi-index over dims; returns 0 after the last element. */
-static int next_index(int64_t *index, const int64_t *dims, int rank)
+/* Advances a multi-index over dims carrying two offsets along (strides sa, sb), O(1) per step; returns 0
+ * after the last element. */
+static int advance(int64_t *index, const int64_t *dims, int rank, int64_t *oa, const int64_t *sa, int64_t *ob,
+                   const int64_t *sb)
 {
     int d;
     for (d = rank - 1; d >= 0; d--) {
+        *oa += sa[d];
+        *ob += sb[d];
         if (++index[d] < dims[d])
             return 1;
+        *oa -= sa[d] * dims[d];
+        *ob -= sb[d] * dims[d];
         index[d] = 0;
     }
     return 0;
-}
-
-static int64_t at(const lmn_view *v, const int64_t *index)
-{
-    int64_t o = v->off;
-    int d;
-    for (d = 0; d < v->rank; d++)
-        o += index[d] * v->strides[d];
-    return o;
 }
 
 static void add_int(lmn_model *m, const lmn_op *op)
@@ -351,8 +348,9 @@ static void add_int(lmn_model *m, const lmn_op *op)
     int sub = (int)op->f[3], rank = op->a.rank, outer = rank ? rank - 1 : 0;
     int64_t inner = rank ? op->a.dims[rank - 1] : 1, sa = rank ? op->a.strides[rank - 1] : 0;
     int64_t sb = rank ? op->b.strides[rank - 1] : 0;
+    int64_t oa = 0, ob = 0;
     do {
-        const int32_t *pa = a + at(&op->a, index), *pb = b + at(&op->b, index);
+        const int32_t *pa = a + oa, *pb = b + ob;
         if (sub)
             for (j = 0; j < inner; j++)
                 y[i + j] = pa[j * sa] * ma - pb[j * sb] * mb;
@@ -360,7 +358,7 @@ static void add_int(lmn_model *m, const lmn_op *op)
             for (j = 0; j < inner; j++)
                 y[i + j] = pa[j * sa] * ma + pb[j * sb] * mb;
         i += inner;
-    } while (next_index(index, op->a.dims, outer));
+    } while (advance(index, op->a.dims, outer, &oa, op->a.strides, &ob, op->b.strides));
 }
 
 static float operand(const lmn_model *m, int64_t id, int dequant, float scale, int64_t i)
@@ -377,14 +375,14 @@ static void binary_float(lmn_model *m, const lmn_op *op)
     int da = (int)op->f[2], db = (int)op->f[5];
     int64_t inner = rank ? op->a.dims[rank - 1] : 1, ta = rank ? op->a.strides[rank - 1] : 0;
     int64_t tb = rank ? op->b.strides[rank - 1] : 0;
+    int64_t oa = 0, ob = 0;
     do {
-        int64_t oa = at(&op->a, index), ob = at(&op->b, index);
         for (j = 0; j < inner; j++) {
             float va = operand(m, op->f[1], da, sa, oa + j * ta), vb = operand(m, op->f[4], db, sb, ob + j * tb);
             y[i + j] = code == 0 ? va + vb : code == 1 ? va - vb : code == 2 ? va * vb : va / vb;
         }
         i += inner;
-    } while (next_index(index, op->a.dims, outer));
+    } while (advance(index, op->a.dims, outer, &oa, op->a.strides, &ob, op->b.strides));
 }
 
 static void table(lmn_model *m, const lmn_op *op)
@@ -403,26 +401,24 @@ static void copy(lmn_model *m, const lmn_op *op)
     int rank = op->dst.rank;
     int64_t inner = rank ? op->dst.dims[rank - 1] : 1, j;
     int64_t ds = rank ? op->dst.strides[rank - 1] : 0, ss = rank ? op->src.strides[rank - 1] : 0;
+    int64_t d = op->dst.off, s = op->src.off;
     int outer_rank = rank ? rank - 1 : 0;
+    const int32_t *x = INT_AT(m, op->f[1]);
     if (op->f[2]) { /* integer codes into a float tensor: dequantized */
-        const int32_t *x = INT_AT(m, op->f[1]);
         float *y = FLOAT_AT(m, op->f[0]), scale = exp2_int(op->f[3]);
         do {
-            int64_t d = at(&op->dst, index), s = at(&op->src, index);
             for (j = 0; j < inner; j++)
                 y[d + j * ds] = (float)x[s + j * ss] * scale;
-        } while (next_index(index, op->dst.dims, outer_rank));
+        } while (advance(index, op->dst.dims, outer_rank, &d, op->dst.strides, &s, op->src.strides));
     } else { /* 4-byte elements of either kind */
-        const int32_t *x = INT_AT(m, op->f[1]);
         int32_t *y = INT_AT(m, op->f[0]);
         do {
-            int64_t d = at(&op->dst, index), s = at(&op->src, index);
             if (ds == 1 && ss == 1)
                 memcpy(y + d, x + s, (size_t)inner * 4);
             else
                 for (j = 0; j < inner; j++)
                     y[d + j * ds] = x[s + j * ss];
-        } while (next_index(index, op->dst.dims, outer_rank));
+        } while (advance(index, op->dst.dims, outer_rank, &d, op->dst.strides, &s, op->src.strides));
     }
 }
 
