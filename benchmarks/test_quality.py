@@ -35,22 +35,30 @@ def _learning_curve_png(path, infos: dict) -> None:
     import matplotlib.pyplot as plt
 
     def parent(name):
-        init = (infos[name].get("training", {}).get("train_config", {}).get("init_from") or "")
-        stem = init.replace("\\", "/").split("/")[-1].removesuffix(".pt")
+        parts = (infos[name].get("training", {}).get("train_config", {}).get("init_from") or "").split("/")
+        stem = parts[-1].removesuffix(".pt")
+        stem = parts[-2] if stem in ("best", "last") and len(parts) > 1 else stem  # runs/<name>/best.pt
         return stem if stem in infos and stem != name else None
 
-    def total_hours(name, depth=0):
-        hist = infos[name].get("history", [])
-        own = _audio_hours(hist[-1], infos[name]["training"]["train_config"]) if hist else 0.0
+    def hours_when_forked(name, depth=0):
+        """Audio the parent had seen when a child started from it. A bundle replaced later by a run that
+        continued it ("continues") was forked, so far, at the end of its first run."""
+        info = infos[name]
+        lineage = info.get("training", {}).get("continues")
+        if lineage:
+            own = lineage[0]["audio_seconds_seen"] / 3600
+        else:
+            hist = info.get("history", [])
+            own = _audio_hours(hist[-1], info["training"]["train_config"]) if hist else 0.0
         up = parent(name)
-        return own + (total_hours(up, depth + 1) if up and depth < len(infos) else 0.0)
+        return own + (hours_when_forked(up, depth + 1) if up and depth < len(infos) else 0.0)
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, info in infos.items():
         hist = info.get("history", [])
         if not hist:
             continue
-        offset = total_hours(parent(name)) if parent(name) else 0.0
+        offset = hours_when_forked(parent(name)) if parent(name) else 0.0
         tc = info["training"]["train_config"]
         ax.plot([offset + _audio_hours(h, tc) for h in hist], [h["valid_si_sdr"] for h in hist], marker="o", ms=3,
                 label=name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from limuse_edge.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from limuse_edge.pretrained import HERE
@@ -20,14 +21,38 @@ def bundle(checkpoint: str, last: str, name: str, data: str, corpus_recipe: str,
     from limuse_edge.evaluate import evaluate
 
     model, ckpt = load_checkpoint(checkpoint)
-    history = read_checkpoint(last)["train_state"]["history"]
+    training, history = _continued(name, ckpt["meta"], read_checkpoint(last)["train_state"]["history"])
     result = evaluate(model, MCGridDataset(data, "test", segment_seconds=None, limit=limit))
     meta = {"name": name, "preset_config": model.config.to_dict(), "recipe": model.recipe.name,
-            "corpus_recipe": corpus_recipe, "training": ckpt["meta"], "history": history,
+            "corpus_recipe": corpus_recipe, "training": training, "history": history,
             "evaluate": {"split": "test", **result["summary"]}}
     save_checkpoint(HERE / f"{name}.pt", model, meta={k: meta[k] for k in ("name", "recipe", "corpus_recipe")})
     atomic_write_text(HERE / f"{name}.json", json.dumps(meta, indent=2))
     return meta
+
+
+def _continued(name: str, training: dict, history: list) -> tuple[dict, list]:
+    """A run that started from the bundle it replaces (init_from: .../<name>.pt) continues that bundle's
+    training: its totals and learning curve include the parent's, the parent's corpus and config kept."""
+    init = training.get("train_config", {}).get("init_from") or ""
+    parent_meta = HERE / f"{name}.json"
+    if Path(init).name != f"{name}.pt" or not parent_meta.is_file():
+        return training, history
+    parent = json.loads(parent_meta.read_text())
+    p_train, p_hist = parent.get("training", {}), parent.get("history", [])
+    p_cfg = p_train.get("train_config", {})
+    per_step = p_cfg.get("batch_size", 0) * p_cfg.get("segment_seconds", 0)  # older records lack audio_seconds
+    p_hist = [{**h, "audio_seconds": h.get("audio_seconds", h["step"] * per_step)} for h in p_hist]
+    p_steps, p_audio = p_train.get("steps", 0), p_train.get("audio_seconds_seen", 0.0)
+    history = p_hist + [{**h, "step": h["step"] + p_steps, "audio_seconds": h.get("audio_seconds", 0.0) + p_audio}
+                        for h in history]
+    lineage = parent.get("training", {}).get("continues", []) + [
+        {"corpus_recipe": parent.get("corpus_recipe"), "steps": p_steps, "audio_seconds_seen": p_audio,
+         "train_seconds": p_train.get("train_seconds", 0.0), "train_config": p_cfg}]
+    totals = {"steps": training.get("steps", 0) + p_steps,
+              "audio_seconds_seen": training.get("audio_seconds_seen", 0.0) + p_audio,
+              "train_seconds": training.get("train_seconds", 0.0) + p_train.get("train_seconds", 0.0)}
+    return {**training, **totals, "continues": lineage}, history
 
 
 def main(argv=None) -> int:
