@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from limuse_edge.model import fast
 from limuse_edge.quant import QuantRecipe
 
 NORM_EPS = 1e-8
@@ -21,6 +22,8 @@ class GroupNormChannelsLast(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fast.active():
+            return fast.group_norm(x, self.weight, self.bias, -1, NORM_EPS)
         return F.layer_norm(x, x.shape[-2:], eps=NORM_EPS) * self.weight + self.bias
 
 
@@ -28,7 +31,12 @@ def per_frame(linear, x: torch.Tensor, *args) -> torch.Tensor:
     """`linear` (a layer, or F.linear with `args`) on channels-last x (..., features) as one 2-D GEMM.
     Exported, a 2-D linear is a Gemm that onnxruntime fuses with its bias (float) or into QGemm (QDQ);
     a 3-D one is a MatMul followed by separate bias-add and requantize passes over a large tensor."""
-    return linear(x.reshape(-1, x.shape[-1]), *args).reshape(*x.shape[:-1], -1)
+    rows = x.reshape(-1, x.shape[-1])
+    if linear is F.linear:
+        y = fast.linear(rows, *args) if fast.active() else linear(rows, *args)
+    else:
+        y = fast.linear_layer(linear, rows)
+    return y.reshape(*x.shape[:-1], -1)
 
 
 class TAC(nn.Module):
@@ -55,9 +63,9 @@ class TAC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bk, t, _ = x.shape
-        y = self.transform_act(per_frame(self.transform, x))
+        y = fast.prelu(self.transform_act, per_frame(self.transform, x))
         c = y.shape[2]
-        mean = self.average_act(per_frame(self.average, y.view(-1, self.groups, t, c).mean(1)))
+        mean = fast.prelu(self.average_act, per_frame(self.average, y.view(-1, self.groups, t, c).mean(1)))
         if self.split_concat:  # exact rewrite of concat(cat[y, mean])
             w = self.concat.weight
             z = per_frame(F.linear, y, w[:, :c]).view(-1, self.groups, t, w.shape[0])
@@ -65,7 +73,7 @@ class TAC(nn.Module):
         else:
             mean = mean.unsqueeze(1).expand(-1, self.groups, t, c).reshape(bk, t, c)
             z = per_frame(self.concat, torch.cat([y, mean], 2))
-        return x + self.norm(self.concat_act(z))
+        return x + self.norm(fast.prelu(self.concat_act, z))
 
 
 class DepthwiseSeparableBlock(nn.Module):
@@ -85,9 +93,8 @@ class DepthwiseSeparableBlock(nn.Module):
         self.project = recipe.linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.expand_norm(self.expand_act(per_frame(self.expand, x)))
-        y = self.depthwise(y.transpose(1, 2)).transpose(1, 2)
-        y = self.depthwise_norm(self.depthwise_act(y))
+        y = self.expand_norm(fast.prelu(self.expand_act, per_frame(self.expand, x)))
+        y = self.depthwise_norm(fast.prelu(self.depthwise_act, fast.depthwise_conv(self.depthwise, y)))
         return x + per_frame(self.project, y)
 
 

@@ -36,10 +36,10 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     log_every: int = 10
-    compile: bool = False  # torch.compile the training forward (inductor; same loss within float rounding)
+    fast: bool = True  # CPU fast path (train/fast_path.py): same loss and gradients within float rounding
 
     # Keys a --resume may change: they decide how long and how fast the run goes, not what it learns.
-    RESUMABLE = ("epochs", "max_minutes", "threads", "num_workers", "log_every", "compile",
+    RESUMABLE = ("epochs", "max_minutes", "threads", "num_workers", "log_every", "fast",
                  "early_stop_patience")
 
     @classmethod

@@ -16,6 +16,7 @@ from limuse_edge.checkpoint import read_checkpoint, load_checkpoint, load_state,
 from limuse_edge.config import get_preset
 from limuse_edge.model import LiMuSE
 from limuse_edge.train.config import TrainConfig
+from limuse_edge.train.fast_path import fast_path
 from limuse_runtime.contract import INPUT_NAMES, SAMPLE_RATE
 
 
@@ -34,7 +35,7 @@ def calibration_batches(model: LiMuSE, loader, n_batches: int, device):
 
 @torch.no_grad()
 def validate(model: LiMuSE, loader, device, net=None) -> float:
-    """Mean zero-mean SI-SDR (dB) of the estimates of `net` (the model, or its DDP / compiled wrapper).
+    """Mean zero-mean SI-SDR (dB) of the estimates of `net` (the model, or its DDP wrapper).
     Under torchrun every rank scores its shard and all get the mean over all of them, so the LR
     schedule and early stopping, which follow this number, stay the same on every rank."""
     from limuse_edge.metrics import si_sdr
@@ -107,6 +108,11 @@ def _build_model(cfg: TrainConfig) -> tuple[LiMuSE, bool]:
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train to the end of cfg.epochs, early stopping or cfg.max_minutes; returns the history."""
+    with fast_path(cfg.fast and not torch.cuda.is_available()):
+        return _train(cfg, resume)
+
+
+def _train(cfg: TrainConfig, resume: bool) -> dict:
     from limuse_edge.data import MCGridDataset
     from limuse_edge.metrics import neg_si_snr_loss
 
@@ -151,8 +157,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             cfg.calibration_batches, torch.device("cpu")))
     model.to(device)
     net = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
-    if cfg.compile:
-        net = torch.compile(net)
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.plateau_factor,

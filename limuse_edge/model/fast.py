@@ -1,0 +1,217 @@
+"""Training kernels: the blocks' PReLU, per-frame linears, depthwise convolution, one-group norm and
+Brevitas's fake quantization with fewer and cheaper passes over the large (batch*groups, frames, channels)
+tensors, forward and backward.
+
+The math is the plain layers' (same parameters, same values within float rounding); only the order of
+the work changes. Where the time went in the plain ops (torch.profiler, limuse_k32, batch 4 x 1 s):
+PReLU's backward reduces its one slope with a slow broadcast kernel; the weight gradient of a 4 -> 24
+linear hits a slow MKL case; the depthwise Conv1d wants (N, C, T) while every other op here works on
+channels-last data (two transposed copies per layer) and its mkldnn backward is slow for 8-32 channels;
+the norm's affine is two more passes each way; Brevitas's quantizers clamp with torch.where (boolean
+masks are ten times slower than float passes on the CPU) and differentiate through broadcast divisions.
+
+`fast_kernels()` switches them on (the trainer does, train/fast_path.py); off, the blocks run the plain
+layers, which is also what the ONNX exporters trace.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+_ACTIVE = False
+
+
+@contextlib.contextmanager
+def fast_kernels(enabled: bool = True):
+    """Within this context the blocks use the kernels of this module."""
+    global _ACTIVE
+    before, _ACTIVE = _ACTIVE, enabled
+    try:
+        yield
+    finally:
+        _ACTIVE = before
+
+
+def active() -> bool:
+    return _ACTIVE and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
+
+
+class _PReLU(torch.autograd.Function):
+    """PReLU with one slope. The input gradient is leaky_relu's backward at the slope's value and the
+    slope's gradient one dot product, instead of torch's broadcast-and-reduce kernel."""
+
+    @staticmethod
+    def forward(ctx, x, slope):
+        ctx.save_for_backward(x, slope)
+        return F.prelu(x, slope)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, slope = ctx.saved_tensors
+        grad_x = grad_slope = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.leaky_relu_backward(grad, x, float(slope), False)
+        if ctx.needs_input_grad[1]:
+            grad_slope = torch.dot(grad.reshape(-1), x.clamp(max=0).reshape(-1)).reshape(slope.shape)
+        return grad_x, grad_slope
+
+
+def prelu(act: nn.PReLU, x: torch.Tensor) -> torch.Tensor:
+    if active() and act.weight.numel() == 1:
+        return _PReLU.apply(x, act.weight)
+    return act(x)
+
+
+class _Linear(torch.autograd.Function):
+    """F.linear on 2-D x (M, in) with M in the hundreds of thousands and in, out in 4..72. The weight
+    gradient is one GEMM with a huge inner dimension; MKL is fast for it when the narrower of the two
+    matrices is the transposed one (limuse_k32's 4 -> 24 TAC transform: 31 ms one way, 2.2 ms the other)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad.mm(weight)
+        if ctx.needs_input_grad[1]:
+            grad_w = x.t().mm(grad).t() if x.shape[1] < grad.shape[1] else grad.t().mm(x)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(0)
+        return grad_x, grad_w, grad_b
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear of 2-D x (M, in)."""
+    return _Linear.apply(x, weight, bias)
+
+
+class _DepthwiseConvChannelsLast(torch.autograd.Function):
+    """Depthwise Conv1d ('same' padding, odd kernel) on channels-last x (N, T, C): one multiply-add of a
+    shifted view per tap, weight (C, k), bias (C)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, dilation):
+        k, t = weight.shape[1], x.shape[1]
+        pad = dilation * (k - 1) // 2
+        padded = F.pad(x, (0, 0, pad, pad))
+        y = torch.addcmul(bias, padded[:, :t], weight[:, 0])
+        for j in range(1, k):
+            y.addcmul_(padded[:, j * dilation:j * dilation + t], weight[:, j])
+        ctx.save_for_backward(padded, weight)
+        ctx.dilation = dilation
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        padded, weight = ctx.saved_tensors
+        d, k, t = ctx.dilation, weight.shape[1], grad.shape[1]
+        pad = d * (k - 1) // 2
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            # x[t'] feeds y[t' + pad - j*d] through tap j: the taps again, mirrored.
+            grad_padded = F.pad(grad, (0, 0, pad, pad))
+            grad_x = grad_padded[:, 2 * pad:2 * pad + t] * weight[:, 0]
+            for j in range(1, k):
+                start = 2 * pad - j * d
+                grad_x.addcmul_(grad_padded[:, start:start + t], weight[:, j])
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.stack([(grad * padded[:, j * d:j * d + t]).sum((0, 1)) for j in range(k)], 1)
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 1))
+        return grad_x, grad_w, grad_b, None
+
+
+def _depthwise(x, weight, bias, dilation):
+    return _DepthwiseConvChannelsLast.apply(x, weight[:, 0], bias, dilation)
+
+
+def depthwise_conv(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`conv` (a depthwise, stride-1, 'same'-padded Conv1d, float or Brevitas) on channels-last x (N, T, C)."""
+    if active() and type(conv) is nn.Conv1d:
+        return _depthwise(x, conv.weight, conv.bias, conv.dilation[0])
+    if active() and _quantizing(conv):
+        return quant_layer(conv, x, lambda v, w, b: _depthwise(v, w, b, conv.dilation[0]))
+    return conv(x.transpose(1, 2)).transpose(1, 2)
+
+
+def linear_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`layer` (nn.Linear or Brevitas QuantLinear) on 2-D x (M, in)."""
+    if active() and type(layer) is nn.Linear:
+        return linear(x, layer.weight, layer.bias)
+    if active() and _quantizing(layer):
+        return quant_layer(layer, x, linear)
+    return layer(x)
+
+
+def _quantizing(layer: nn.Module) -> bool:
+    """A Brevitas conv/linear whose quantizers all run (Brevitas's calibration mode switches them off)."""
+    from limuse_edge.quant import is_quant_layer
+    return (is_quant_layer(layer) and not layer.export_mode and layer.input_quant.is_quant_enabled
+            and layer.weight_quant.is_quant_enabled and layer.output_quant.is_quant_enabled)
+
+
+def quant_layer(layer: nn.Module, x: torch.Tensor, inner) -> torch.Tensor:
+    """Brevitas's QuantWBIOL.forward_impl with `inner(x, weight, bias)` (values of the quantized input,
+    weight and bias) in place of the layer's own conv/linear, which wants another layout or a slower
+    weight gradient."""
+    quant_input = layer.input_quant(layer.unpack_input(x))
+    quant_weight = layer.quant_weight(quant_input)
+    quant_bias = layer.bias_quant(layer.bias, quant_input, quant_weight) if layer.bias is not None else None
+    out = inner(quant_input.value, quant_weight.value, None if quant_bias is None else quant_bias.value)
+    return layer.pack_output(layer.output_quant(out))
+
+
+def group_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, channel_axis: int,
+               eps: float) -> torch.Tensor:
+    """One-group norm (statistics over every non-batch axis) with per-channel affine, the affine inside
+    layer_norm's own kernel as a weight broadcast over the normalised shape."""
+    shape = [1] * x.dim()
+    shape[channel_axis] = -1
+    normalised = x.shape[1:]
+    return F.layer_norm(x, normalised, weight.reshape(shape[1:]).expand(normalised),
+                        bias.reshape(shape[1:]).expand(normalised), eps)
+
+
+class _FakeQuant(torch.autograd.Function):
+    """Brevitas's integer fake quantization with one scale and zero point 0, clamp(round(x / s), lo, hi) * s,
+    with its gradients: straight through the rounding, zero where the code was clamped, and the scale's
+    sum(g * (q - x / s)) over unclamped codes plus sum(g * q) over clamped ones. Brevitas builds it from
+    where-based clamps and broadcast divisions, some twenty passes over the tensor; this is four forward
+    and six backward, none with a boolean tensor."""
+
+    @staticmethod
+    def forward(ctx, x, scale, low, high):
+        y = (x / scale).round_().clamp_(low, high).mul_(scale)
+        ctx.save_for_backward(x, scale)
+        ctx.bounds = low, high
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, scale = ctx.saved_tensors
+        low, high = ctx.bounds
+        ratio = x / scale
+        codes = ratio.round()
+        # Codes are integers, so half-integer bounds make hardtanh's open interval the closed [low, high].
+        grad_x = torch.ops.aten.hardtanh_backward(grad, codes, low - 0.5, high + 0.5)
+        grad_scale = None
+        if ctx.needs_input_grad[1]:
+            codes.clamp_(low, high)
+            grad_scale = (torch.dot(grad.reshape(-1), codes.reshape(-1))
+                          - torch.dot(grad_x.reshape(-1), ratio.reshape(-1))).reshape(scale.shape)
+        return grad_x, grad_scale, None, None
+
+
+def fake_quant(x: torch.Tensor, scale: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """clamp(round(x / scale), low, high) * scale for a one-element scale, with Brevitas's gradients."""
+    return _FakeQuant.apply(x, scale, low, high)
+

@@ -1,0 +1,95 @@
+"""The training kernels (model/fast.py) give the plain layers' loss and gradients on a fixed batch."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from limuse_edge.checkpoint import build_model
+from limuse_edge.metrics import neg_si_snr_loss
+from limuse_edge.model.fast import fast_kernels
+from limuse_edge.quant import calibrate
+
+SAMPLES, FRAMES = 8000, 13  # 0.5 s of audio, its lip frames
+
+
+def _fixed_batch(batch: int = 2) -> dict:
+    g = torch.Generator().manual_seed(0)
+    return {"mixture": torch.randn(batch, 2, SAMPLES, generator=g),
+            "voiceprint": torch.randn(batch, 512, generator=g),
+            "visual": torch.randn(batch, FRAMES, 256, generator=g),
+            "target": torch.randn(batch, SAMPLES, generator=g)}
+
+
+def _model(recipe: str, batch: dict, dtype: torch.dtype):
+    torch.manual_seed(0)
+    model = build_model("tiny", recipe)
+    inputs = {k: batch[k] for k in ("mixture", "voiceprint", "visual")}
+    if model.recipe.quantized:
+        calibrate(model, [inputs])
+    return model.to(dtype).train()
+
+
+def _loss_and_grads(model, batch: dict, dtype: torch.dtype):
+    model.zero_grad(set_to_none=True)
+    est = model(*(batch[k].to(dtype) for k in ("mixture", "voiceprint", "visual")))
+    loss = neg_si_snr_loss(est, batch["target"].to(dtype))
+    nodes = _graph_nodes(loss.grad_fn)
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, nodes
+
+
+def _graph_nodes(fn) -> set[str]:
+    seen, todo, names = set(), [fn], set()
+    while todo:
+        f = todo.pop()
+        if f is None or f in seen:
+            continue
+        seen.add(f)
+        names.add(type(f).__name__)
+        todo.extend(next_fn for next_fn, _ in f.next_functions)
+    return names
+
+
+FAST_NODES = {"_PReLUBackward", "_LinearBackward", "_DepthwiseConvChannelsLastBackward"}
+
+
+@pytest.mark.parametrize("recipe, dtype, expected_nodes", [
+    ("float", torch.float64, FAST_NODES),
+    ("w3a8", torch.float64, FAST_NODES | {"_FakeQuantBackward"}),
+    # IntegerNorm's forward returns float32 by definition, so this recipe is compared in float32.
+    ("w3a8-po2-inorm", torch.float32, FAST_NODES | {"_FakeQuantBackward"}),
+])
+def test_fast_kernels_give_the_plain_loss_and_gradients(recipe, dtype, expected_nodes):
+    batch = _fixed_batch()
+    model = _model(recipe, batch, dtype)
+    plain_loss, plain_grads, plain_nodes = _loss_and_grads(model, batch, dtype)
+    with fast_kernels():
+        fast_loss, fast_grads, fast_nodes = _loss_and_grads(model, batch, dtype)
+
+    assert expected_nodes <= fast_nodes, f"fast path not taken: missing {expected_nodes - fast_nodes}"
+    assert not expected_nodes & plain_nodes, "fast kernels ran outside fast_kernels()"
+    assert fast_grads.keys() == plain_grads.keys()
+    assert fast_loss == pytest.approx(plain_loss, rel=1e-12 if dtype == torch.float64 else 1e-6)
+    # Gradients within rounding of the largest gradient of the same tensor (a few are sums that cancel
+    # to nearly zero, e.g. the decoder bias under a zero-mean loss; they are judged against the model's
+    # largest gradient). float32: a quantizer scale's gradient sums g * (q - x / s) over the whole
+    # tensor, terms that cancel, so it keeps only a few significant digits in either path.
+    largest = max(float(g.abs().max()) for g in plain_grads.values())
+    rtol = 1e-9 if dtype == torch.float64 else 5e-2
+    for name, plain in plain_grads.items():
+        tol = rtol * float(plain.abs().max()) + rtol * 1e-3 * largest
+        if dtype == torch.float32 and "scaling_impl" not in name:
+            tol = 1e-3 * float(plain.abs().max()) + 1e-6 * largest
+        err = float((fast_grads[name] - plain).abs().max())
+        assert err <= tol, f"{name}: fast and plain gradients differ by {err:.3g} (allowed {tol:.3g})"
+
+
+def test_fast_kernels_are_off_by_default_and_restored():
+    from limuse_edge.model import fast
+    assert not fast.active()
+    with fast_kernels():
+        assert fast.active()
+        with fast_kernels(False):
+            assert not fast.active()
+        assert fast.active()
+    assert not fast.active()
