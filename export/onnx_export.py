@@ -116,16 +116,38 @@ def export_qcdq(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx.
     return constants_to_initializers(_via_file(export, module, inputs, **_kwargs(module, dynamic=True)))
 
 
-def export_qonnx(module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx.ModelProto:
-    """Quant-node graph at the fixed shape of `inputs`."""
+def export_qonnx(module: OnnxInterface, inputs: dict[str, torch.Tensor],
+                 trace_inputs: "dict[str, torch.Tensor] | None" = None) -> onnx.ModelProto:
+    """Quant-node graph at the fixed shape of `inputs`. With `trace_inputs`, the model is traced on those
+    (shorter) inputs with dynamic axes and the graph's inputs and output are then given the shapes of
+    `inputs`: the same graph (the int8 file relies on the same property) for a fraction of the tracing
+    time, which grows with the input length (limuse_k32: most of the main job at 3 s)."""
     _require_quantized(module, "QONNX")
     from brevitas.export.onnx.qonnx.manager import QONNXManager
     manager = _brevitas_manager(QONNXManager)
 
     def export(m, args, path, **kw):
         manager.export(m, args=args, export_path=path, keep_initializers_as_inputs=False, **kw)
-    raw = constants_to_initializers(_via_file(export, module, inputs, **_kwargs(module, dynamic=False)))
+    if trace_inputs is None:
+        raw = _via_file(export, module, inputs, **_kwargs(module, dynamic=False))
+    else:
+        raw = _fix_shapes(_via_file(export, module, trace_inputs, **_kwargs(module, dynamic=True)), module, inputs)
+    raw = constants_to_initializers(raw)
     return tag_torch_modules(raw, module.model, scope="model")  # the OnnxInterface's attribute
+
+
+def _fix_shapes(model: onnx.ModelProto, module: OnnxInterface, inputs: dict[str, torch.Tensor]) -> onnx.ModelProto:
+    """Every graph input gets the shape of its example tensor, the output (batch, samples) of the mixture's."""
+    model = copy.deepcopy(model)
+    shapes = {name: tuple(inputs[name].shape) for name in module.input_names}
+    mixture = shapes[module.input_names[0]]
+    shapes[OUTPUT_NAME] = (mixture[0], mixture[2])
+    for value in list(model.graph.input) + list(model.graph.output):
+        if value.name in shapes:
+            for dim, size in zip(value.type.tensor_type.shape.dim, shapes[value.name]):
+                dim.Clear()
+                dim.dim_value = int(size)
+    return model
 
 
 # A node's doc_string "torch module: audio_stage.encoder.layers.0.conv.project" names the torch module it was

@@ -54,8 +54,12 @@ def check_writable(folder: "str | Path") -> Path:
     return folder
 
 
-def export_onnx(fmt: str, module, inputs: dict[str, torch.Tensor]) -> onnx.ModelProto:
-    """The `fmt` file ("int8", "float" or "qonnx") of an exportable module, as the pipeline writes it."""
+def export_onnx(fmt: str, module, inputs: dict[str, torch.Tensor],
+                trace_inputs: "dict[str, torch.Tensor] | None" = None) -> onnx.ModelProto:
+    """The `fmt` file ("int8", "float" or "qonnx") of an exportable module, as the pipeline writes it.
+    trace_inputs (qonnx only): trace on these shorter inputs, then fix the shapes of `inputs`."""
+    if fmt == "qonnx" and trace_inputs is not None:
+        return apply_passes(onnx_export.export_qonnx(module, inputs, trace_inputs=trace_inputs), PASSES[fmt])
     return apply_passes(onnx_export.EXPORTERS[fmt](module, inputs), PASSES[fmt])
 
 
@@ -112,7 +116,9 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
         jobs = [("int8", quantized, example)] + jobs + [("qonnx", quantized, qonnx_example)]
     for kind, model, example_inputs in jobs:
         started = time.perf_counter()
-        protos[kind] = export_onnx(kind, exportable(model), example_inputs)
+        # The static QONNX file is traced on the short example too, then given the window's shapes.
+        protos[kind] = export_onnx(kind, exportable(model), example_inputs,
+                                   trace_inputs=example if kind == "qonnx" else None)
         log(f"exported {kind} ({timed(kind, started)} s)")
     qonnx_check = None
     if check_qonnx:
