@@ -1,8 +1,13 @@
 """Shared benchmark helpers: the `results` fixture writes a table as benchmarks/results/<name>.json and
-<name>.md (atomically) and prints it."""
+<name>.md (atomically) and prints it.
+
+Heavy variants (limuse_k32 golden runs at 3 s, the PTQ sweep, long-recording latency and memory) carry
+`@pytest.mark.slow(reason="what, how long")` and run only with `pytest benchmarks/ --runslow` (or
+LIMUSE_RUNSLOW=1); without it they are reported as skipped with that reason."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +16,25 @@ from limuse_runtime.contract import atomic_write_text
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"  # <somewhere>/main beside <somewhere>/shared
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run the heavy benchmarks marked slow (README: Reports)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow(reason): a heavy benchmark; runs with --runslow or LIMUSE_RUNSLOW=1")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow") or os.environ.get("LIMUSE_RUNSLOW") == "1":
+        return
+    for item in items:
+        marker = item.get_closest_marker("slow")
+        if marker is not None:
+            why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "heavy")
+            item.add_marker(pytest.mark.skip(reason=f"heavy benchmark, runs with --runslow: {why}"))
 
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:

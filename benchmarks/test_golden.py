@@ -91,7 +91,9 @@ def _case(preset: str, k32_source):
     return model, source, demo_inputs(samples)[0], f"bundled demo sample, first {samples} samples"
 
 
-@pytest.mark.parametrize("preset", list(CASES))
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow(
+    reason="limuse_k32 at 3 s: QONNX export, Brevitas codes and golden runs, minutes")) if p == "limuse_k32" else p
+    for p in CASES])
 def test_bit_exact_against_brevitas(preset, rows, request, tmp_path, results):
     from limuse_export.prepare import exportable
     torch.set_num_threads(1)
@@ -144,6 +146,7 @@ def test_bit_exact_against_brevitas(preset, rows, request, tmp_path, results):
     # differently from torch's kernel, and the 1-LSB flip then propagates; the count is reported.
 
 
+@pytest.mark.slow(reason="limuse_k32 golden engine at 3 s, timed runs, minutes")
 def test_latency_k32_3s(rows, k32, tmp_path, results):
     torch.set_num_threads(1)
     model, source = k32

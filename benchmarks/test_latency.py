@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import pytest
 
 from limuse_runtime.contract import SAMPLE_RATE, VISUAL_DIM, VOICEPRINT_DIM, atomic_write_text, n_video_frames
 
@@ -145,6 +146,7 @@ def native_backend():
     return NativeModel(packed), packed
 
 
+@pytest.mark.slow(reason="every backend at 1 and 2 threads, 10 s and 60 s recordings, peak RSS, exports")
 def test_latency(tmp_path):
     import torch
     from brevitas.export.inference import quant_inference_mode

@@ -5,6 +5,7 @@ quality.json."""
 from __future__ import annotations
 
 import torch
+import pytest
 
 from limuse_edge.checkpoint import convert_recipe, load_checkpoint
 from limuse_edge.data import MCGridDataset, make_loader
@@ -18,6 +19,7 @@ RECIPES = ["float", "w8a8", "w4a8", "w3a8", "w3a8-pc", "w3a8-edge8"]
 N_UTTERANCES = 12
 
 
+@pytest.mark.slow(reason="post-training quantization sweep: 6 recipes of limuse_k32 calibrated and evaluated")
 def test_post_training_quantization_of_each_recipe(results, tmp_path):
     corpus = tmp_path / "heldout"
     build_corpus(corpus, n_train=0, n_valid=8, n_test=N_UTTERANCES, seed=9002, seconds=3.0, workers=2,
