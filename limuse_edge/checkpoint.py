@@ -55,10 +55,9 @@ def read_checkpoint(path: "str | Path") -> dict:
     return ckpt
 
 
-def load_checkpoint(path: "str | Path", *, config: ModelConfig | None = None,
-                    recipe: "str | QuantRecipe | None" = None) -> tuple[LiMuSE, dict]:
+def load_checkpoint(path: "str | Path", *, config: ModelConfig | None = None) -> tuple[LiMuSE, dict]:
     """Rebuild the model a checkpoint describes, with the recipe it was saved with; `config`, when given,
-    must match. `recipe` hands the model on to convert_recipe (the trainer's init_from)."""
+    must match. To train it under another recipe, hand it on to convert_recipe."""
     ckpt = read_checkpoint(path)
     saved_cfg = ModelConfig.from_dict(ckpt["model_args"]["config"])
     if config is not None and config != saved_cfg:
@@ -68,8 +67,6 @@ def load_checkpoint(path: "str | Path", *, config: ModelConfig | None = None,
                               f"(saved vs requested: {diff})")
     model = LiMuSE(saved_cfg, QuantRecipe.from_dict(ckpt["model_args"]["recipe"]))
     load_state(model, ckpt["state_dict"], source=str(path))
-    if recipe is not None:
-        model = convert_recipe(model, recipe, source=repr(str(path)))
     return model, ckpt
 
 

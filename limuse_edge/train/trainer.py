@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from limuse_edge import quant
-from limuse_edge.checkpoint import read_checkpoint, load_checkpoint, load_state, save_checkpoint
+from limuse_edge.checkpoint import convert_recipe, load_checkpoint, load_state, read_checkpoint, save_checkpoint
 from limuse_edge.config import get_preset
 from limuse_edge.model import LiMuSE
 from limuse_edge.train.config import TrainConfig
@@ -99,7 +99,8 @@ def _build_model(cfg: TrainConfig) -> tuple[LiMuSE, bool]:
     of the first training steps, with the rest of the model quantized."""
     model_cfg = get_preset(cfg.preset).replace(**cfg.model_overrides)
     if cfg.init_from:
-        model, ckpt = load_checkpoint(cfg.init_from, recipe=cfg.recipe, config=model_cfg)
+        saved, ckpt = load_checkpoint(cfg.init_from, config=model_cfg)
+        model = convert_recipe(saved, cfg.recipe, source=repr(cfg.init_from))
         from_quantized = quant.QuantRecipe.from_dict(ckpt["model_args"]["recipe"]).quantized
         return model, model.recipe.quantized and not from_quantized
     model = LiMuSE(model_cfg, cfg.recipe)

@@ -3,7 +3,8 @@ import dataclasses
 import pytest
 import torch
 
-from limuse_edge.checkpoint import CheckpointError, build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from limuse_edge.checkpoint import (CheckpointError, build_model, convert_recipe, load_checkpoint, read_checkpoint,
+                                    save_checkpoint)
 from limuse_edge.data import MCGridDataset, make_loader
 from limuse_edge.metrics import neg_si_snr_loss
 from limuse_edge.train import TrainConfig, train
@@ -66,7 +67,7 @@ def test_checkpoint_of_another_preset_or_recipe_is_refused(tmp_path):
     path = tmp_path / "q.pt"
     save_checkpoint(path, build_model("tiny", "w3a8"))
     with pytest.raises(CheckpointError, match="recipe 'w3a8'.*'w4a8'"):
-        load_checkpoint(path, recipe="w4a8")
+        convert_recipe(load_checkpoint(path)[0], "w4a8", source=repr(str(path)))
     with pytest.raises(CheckpointError, match="another model configuration"):
         load_checkpoint(path, config=build_model("tiny").config.replace(groups=2))
 
