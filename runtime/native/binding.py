@@ -13,7 +13,7 @@ from limuse_runtime.errors import InputError
 
 HERE = Path(__file__).resolve().parent
 LIBRARY_ENV = "LIMUSE_NATIVE_LIB"
-LIBRARY_NAME = "liblimuse_native.so"
+LIBRARY_NAME = "liblimuse_native.so.1"  # not a .so suffix: pkgutil would take it for an extension module
 MAGIC = b"LIMUSEPK"
 ERR_LEN = 256
 HOW_TO_BUILD = ("install a C compiler (Debian: apt-get install gcc) and reinstall the runtime "
@@ -36,7 +36,7 @@ def library_path() -> "Path | None":
     """The compiled engine: $LIMUSE_NATIVE_LIB, else the one built beside this file."""
     if os.environ.get(LIBRARY_ENV):
         return Path(os.environ[LIBRARY_ENV])
-    found = sorted(HERE.glob("liblimuse_native*.so"))
+    found = sorted(HERE.glob("liblimuse_native.so.*"))
     return found[0] if found else None
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SOURCES = ("model.c", "kernels.c", "engine.c")
 FLAGS = ("-std=c99", "-O3", "-fPIC", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror=implicit-function-declaration")
-LIBRARY = "liblimuse_native.so"
+# versioned name: a plain .so inside the package would look like a Python extension module to importers
+LIBRARY = "liblimuse_native.so.1"
 
 
 def compiler(cc: "str | None" = None) -> "str | None":
