@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from limuse_runtime.contract import MIXTURE
 from limuse_runtime.golden import GoldenEngine, QTensor, Trace
 
 
@@ -128,4 +129,4 @@ def golden_vs_brevitas(model, qonnx_path: "str | Path", inputs: dict[str, np.nda
             "golden_first_mismatched_layer": (stats["mismatched_layers"] or [None])[0],
             "golden_max_accumulator": stats["max_accumulator"],
             "golden_vs_brevitas_waveform_max_abs": float(np.abs(golden - waveform.reshape(-1)).max()),
-            "golden_input_samples": int(inputs["mixture"].shape[-1])}
+            "golden_input_samples": int(inputs[MIXTURE].shape[-1])}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from limuse_runtime.contract import INPUT_NAMES, OUTPUT_NAME, SAMPLE_RATE, atomic_write_bytes
+from limuse_runtime.contract import INPUT_NAMES, MIXTURE, OUTPUT_NAME, SAMPLE_RATE, atomic_write_bytes
 from limuse_runtime.golden import fixed_point as fp
 from limuse_runtime.golden.engine import _RunContext
 from limuse_runtime.golden.fixed_point import GoldenError, QTensor
@@ -542,7 +542,7 @@ def pack_graph(graph, config: dict) -> Packed:
         raise PackError(f"model: float normalisation ({sorted({n.op for n in graph.nodes} & FLOAT_NORMS)}); "
                         f"the native engine needs integer norms: train and export with recipe {RECIPE}")
     names = [n for n in INPUT_NAMES if n in graph.inputs]
-    if list(graph.outputs) != [OUTPUT_NAME] or "mixture" not in names or len(names) != len(graph.inputs):
+    if list(graph.outputs) != [OUTPUT_NAME] or MIXTURE not in names or len(names) != len(graph.inputs):
         raise PackError(f"model: inputs {list(graph.inputs)} -> outputs {list(graph.outputs)}; expected a LiMuSE "
                         f"export with inputs mixture[, voiceprint][, visual] and the output {OUTPUT_NAME}")
     shapes = {n: graph.input_shapes.get(n) for n in names}
@@ -558,7 +558,7 @@ def pack_graph(graph, config: dict) -> Packed:
     inputs = [compiler.ids[n] for n in names]
     output = compiler.ids[OUTPUT_NAME]
     arena = _allocate(program, inputs, output)
-    config = dict(config, window_samples=int(shapes["mixture"][2]), mic_channels=int(shapes["mixture"][1]),
+    config = dict(config, window_samples=int(shapes[MIXTURE][2]), mic_channels=int(shapes[MIXTURE][1]),
                   inputs={n: list(shapes[n]) for n in names}, sample_rate=SAMPLE_RATE,
                   output_samples=int(np.shape(target)[-1]), stages=program.stages)
     body_values = varint(len(program.values)) + varint(arena) + b"".join(

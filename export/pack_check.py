@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from limuse_export.pack import INT, Packed, pack_graph
+from limuse_runtime.contract import INPUT_NAMES
 from limuse_runtime.golden.engine import _RunContext
 from limuse_runtime.golden.fixed_point import QTensor
 from limuse_runtime.golden.graph import load_graph
@@ -58,7 +59,7 @@ def compare_with_golden(qonnx_path: "str | Path", inputs: dict, packed_path: "st
 
     model.observe(observe)
     started = time.perf_counter()
-    native = model.run(*(inputs[n][0] if n in inputs else None for n in ("mixture", "voiceprint", "visual")),
+    native = model.run(*(inputs[n][0] if n in inputs else None for n in INPUT_NAMES),
                        threads=threads)
     native_s = time.perf_counter() - started
     model.observe(None)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from limuse_runtime.contract import SAMPLES_PER_VIDEO_FRAME, VIDEO_RATE, VISUAL_DIM
+from limuse_runtime.contract import INPUT_NAMES, SAMPLES_PER_VIDEO_FRAME, VIDEO_RATE, VISUAL, VISUAL_DIM, VOICEPRINT
 from limuse_runtime.errors import InputError
 
 HERE = Path(__file__).resolve().parent
@@ -112,17 +112,17 @@ class NativeModel:
 
     @property
     def has_voiceprint(self) -> bool:
-        return "voiceprint" in self.input_shapes
+        return VOICEPRINT in self.input_shapes
 
     @property
     def has_visual(self) -> bool:
-        return "visual" in self.input_shapes
+        return VISUAL in self.input_shapes
 
     def run(self, mixture: np.ndarray, voiceprint: "np.ndarray | None" = None, visual: "np.ndarray | None" = None,
             threads: int = 1) -> np.ndarray:
         """Arrays of exactly the packed shapes (batch axis optional); returns the (samples,) waveform."""
         arrays = []
-        for name, value in (("mixture", mixture), ("voiceprint", voiceprint), ("visual", visual)):
+        for name, value in zip(INPUT_NAMES, (mixture, voiceprint, visual)):
             if name not in self.input_shapes:
                 if value is not None:
                     raise NativeError(f"{name}: this model has no {name} input; expected none")
@@ -182,7 +182,7 @@ class NativeSeparator:
         self.threads = threads
         self.window = self.model.window
         self.contract = ModelContract(self.model.mic_channels, self.model.has_voiceprint, self.model.has_visual)
-        self.frames = self.model.input_shapes["visual"][1] if self.model.has_visual else 0
+        self.frames = self.model.input_shapes[VISUAL][1] if self.model.has_visual else 0
 
     def check(self, mixture: np.ndarray, voiceprint: "np.ndarray | None", visual: "np.ndarray | None") -> None:
         from limuse_runtime.backend import MIN_SAMPLES, SAMPLE_RATE, check_visual, check_voiceprint

@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from limuse_runtime.contract import n_video_frames
 from limuse_runtime.cli import main
 from limuse_runtime.golden import GoldenEngine
 from limuse_runtime.streaming import fixed_length_windows
@@ -45,7 +46,7 @@ def _files(folder, n_samples, seed=0):
     rng = np.random.default_rng(seed)
     mixture = (0.2 * rng.standard_normal((n_samples, 2))).astype(np.float32)
     sf.write(folder / "mix.wav", mixture, 16000, subtype="FLOAT")
-    voiceprint, visual = rng.standard_normal(512).astype(np.float32), rng.standard_normal((-(-n_samples // 640), 256))
+    voiceprint, visual = rng.standard_normal(512).astype(np.float32), rng.standard_normal((n_video_frames(n_samples), 256))
     np.save(folder / "vp.npy", voiceprint)
     np.save(folder / "vis.npy", visual.astype(np.float32))
     return mixture.T, voiceprint, visual.astype(np.float32)
