@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from limuse_export.shape_fold import KEPT_OP_TYPES
+from limuse_export.shape_fold import identity_probe
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 QONNX_OPS = ("Quant", "Trunc", "BipolarQuant")
@@ -153,12 +153,7 @@ def _initializers_last(graph: onnx.GraphProto) -> None:
 def _annotate_shapes(model: onnx.ModelProto) -> None:
     """value_info for every tensor, from onnx's shape inference with the custom ops read as Identity on
     their first input (each is shape- and type-preserving there), as qonnx's InferShapes does."""
-    probe = copy.deepcopy(model)
-    for node in probe.graph.node:
-        if node.op_type in KEPT_OP_TYPES:
-            del node.input[1:]
-            del node.attribute[:]
-            node.op_type, node.domain = "Identity", ""
+    probe = identity_probe(model)
     del probe.graph.value_info[:]
     inferred = onnx.shape_inference.infer_shapes(probe)
     outputs = {o.name for o in model.graph.output}

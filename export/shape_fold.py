@@ -19,15 +19,21 @@ from onnx.reference import ReferenceEvaluator
 KEPT_OP_TYPES = ("Quant", "BipolarQuant", "Trunc", "IntegerNorm")
 
 
-def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Fully known tensor shapes, from onnx's shape inference with the custom ops read as Identity."""
+def identity_probe(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy in which the custom ops read as Identity on their first input (each is shape- and
+    type-preserving there), so that onnx's shape inference can see through them."""
     probe = copy.deepcopy(model)
     for node in probe.graph.node:
         if node.op_type in KEPT_OP_TYPES:
             del node.input[1:]
             del node.attribute[:]
             node.op_type, node.domain = "Identity", ""
-    probe = onnx.shape_inference.infer_shapes(probe)
+    return probe
+
+
+def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Fully known tensor shapes, from onnx's shape inference with the custom ops read as Identity."""
+    probe = onnx.shape_inference.infer_shapes(identity_probe(model))
     shapes = {}
     for value in list(probe.graph.input) + list(probe.graph.value_info) + list(probe.graph.output):
         dims = value.type.tensor_type.shape.dim

@@ -81,17 +81,7 @@ class OrtSeparator:
         self.path = model_path
 
     def check(self, mixture: np.ndarray, voiceprint: np.ndarray | None, visual: np.ndarray | None) -> None:
-        """Raises InputError unless the arrays fit the model (shapes, channels, finite values)."""
-        c = self.contract
-        if mixture.ndim != 2 or mixture.shape[0] != c.mic_channels:
-            raise InputError(f"mixture: got shape {mixture.shape}; expected ({c.mic_channels}, samples)")
-        if mixture.shape[1] < MIN_SAMPLES:
-            raise InputError(f"mixture: got {mixture.shape[1]} samples; expected at least {MIN_SAMPLES} "
-                             f"({MIN_SAMPLES / SAMPLE_RATE:.2f} s at {SAMPLE_RATE} Hz)")
-        if not np.isfinite(mixture).all():
-            raise InputError("mixture: contains NaN or Inf; expected finite samples")
-        check_voiceprint(voiceprint, c)
-        check_visual(visual, c)
+        check_inputs(self.contract, mixture, voiceprint, visual)
 
     def __call__(self, mixture: np.ndarray, voiceprint: np.ndarray | None = None,
                  visual: np.ndarray | None = None) -> np.ndarray:
@@ -104,6 +94,21 @@ class OrtSeparator:
                 visual = np.zeros((n_video_frames(mixture.shape[1]), VISUAL_DIM), np.float32)
             feeds[VISUAL] = np.ascontiguousarray(visual[None], dtype=np.float32)
         return self.session.run([OUTPUT_NAME], feeds)[0][0]
+
+
+def check_inputs(c: ModelContract, mixture: np.ndarray, voiceprint: "np.ndarray | None",
+                 visual: "np.ndarray | None") -> None:
+    """Raises InputError unless the arrays fit the model (shapes, channels, finite values); every backend
+    checks with this."""
+    if mixture.ndim != 2 or mixture.shape[0] != c.mic_channels:
+        raise InputError(f"mixture: got shape {mixture.shape}; expected ({c.mic_channels}, samples)")
+    if mixture.shape[1] < MIN_SAMPLES:
+        raise InputError(f"mixture: got {mixture.shape[1]} samples; expected at least {MIN_SAMPLES} "
+                         f"({MIN_SAMPLES / SAMPLE_RATE:.2f} s at {SAMPLE_RATE} Hz)")
+    if not np.isfinite(mixture).all():
+        raise InputError("mixture: contains NaN or Inf; expected finite samples")
+    check_voiceprint(voiceprint, c)
+    check_visual(visual, c)
 
 
 def check_voiceprint(voiceprint: np.ndarray | None, contract: ModelContract) -> None:

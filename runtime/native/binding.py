@@ -185,17 +185,8 @@ class NativeSeparator:
         self.frames = self.model.input_shapes[VISUAL][1] if self.model.has_visual else 0
 
     def check(self, mixture: np.ndarray, voiceprint: "np.ndarray | None", visual: "np.ndarray | None") -> None:
-        from limuse_runtime.backend import MIN_SAMPLES, SAMPLE_RATE, check_visual, check_voiceprint
-        c = self.contract
-        if mixture.ndim != 2 or mixture.shape[0] != c.mic_channels:
-            raise InputError(f"mixture: got shape {mixture.shape}; expected ({c.mic_channels}, samples)")
-        if mixture.shape[1] < MIN_SAMPLES:
-            raise InputError(f"mixture: got {mixture.shape[1]} samples; expected at least {MIN_SAMPLES} "
-                             f"({MIN_SAMPLES / SAMPLE_RATE:.2f} s at {SAMPLE_RATE} Hz)")
-        if not np.isfinite(mixture).all():
-            raise InputError("mixture: contains NaN or Inf; expected finite samples")
-        check_voiceprint(voiceprint, c)
-        check_visual(visual, c)
+        from limuse_runtime.backend import check_inputs
+        check_inputs(self.contract, mixture, voiceprint, visual)
 
     def _visual(self, visual: "np.ndarray | None", start: int) -> "np.ndarray | None":
         if not self.model.has_visual:
