@@ -12,9 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-
-from limuse_runtime.contract import atomic_path
 
 HERE = Path(__file__).resolve().parent
 SOURCES = ("model.c", "kernels.c", "engine.c")
@@ -43,20 +42,18 @@ def build(out: "str | Path | None" = None, cc: "str | None" = None, openmp: bool
     attempts = [["-march=native", "-fopenmp"], ["-fopenmp"], []] if openmp else [["-march=native"], []]
     error = ""
     for omp in attempts:
-        try:
-            with atomic_path(out, suffix=".so") as tmp:
-                cmd = [cc, *FLAGS, *omp, *extra, "-shared", "-o", str(tmp), *sources, "-lm"]
-                result = subprocess.run(cmd, capture_output=True, text=True)
-                if result.returncode:
-                    raise _CompileError((result.stderr.strip().splitlines() or ["(no output)"])[-1])
+        # not contract.atomic_path: runtime/setup.py runs this file at install time, stdlib only, before
+        # the package limuse_runtime is importable
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".so", dir=out.parent)
+        os.close(fd)
+        cmd = [cc, *FLAGS, *omp, *extra, "-shared", "-o", tmp, *sources, "-lm"]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode == 0:
+            os.replace(tmp, out)
             return out
-        except _CompileError as exc:
-            error = str(exc)
+        Path(tmp).unlink(missing_ok=True)
+        error = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
     raise RuntimeError(f"native engine: {cc} failed: {error}")
-
-
-class _CompileError(Exception):
-    """One compiler attempt failed; the next, with fewer options, may pass."""
 
 
 def main(argv=None) -> int:
