@@ -32,7 +32,7 @@ from limuse_runtime.golden.lower import TORCH_MODULE_DOC, lower
 from limuse_runtime.golden.ops import LAYOUT, OPS, conv_params
 
 MAGIC = b"LIMUSEPK"
-VERSION = 1
+VERSION = 2
 RECIPE = "w3a8-po2-inorm"  # the recipe whose models the engine represents
 INT, FLOAT = 0, 1
 ALIGN = 16  # arena offsets in elements (64 bytes)
@@ -41,6 +41,13 @@ MAX_RANK = 8
 # Kernel opcodes (runtime/native/FORMAT.md, "Kernels"); the C engine's enum has the same numbers.
 OP_QUANT_FLOAT, OP_REQUANT, OP_LINEAR, OP_CONV, OP_INORM, OP_ADD_INT, OP_BINARY_FLOAT = 1, 2, 3, 4, 5, 6, 7
 OP_PRELU_TABLE, OP_TABLE, OP_COPY, OP_ZERO, OP_REDUCE_MEAN, OP_RESIZE, OP_CONV_TRANSPOSE = 8, 9, 10, 11, 12, 13, 14
+OP_TAC, OP_PRELU_QUANT = 15, 16  # fused kernels (version 2), made by fuse() from the records above
+# where each opcode's fields hold value ids (renumbering after fusion rewrites them)
+ID_FIELDS = {OP_QUANT_FLOAT: (0, 1), OP_REQUANT: (0, 1), OP_LINEAR: (0, 1), OP_CONV: (0, 1), OP_INORM: (0, 1),
+             OP_ADD_INT: (0, 1, 2), OP_BINARY_FLOAT: (0, 1, 4), OP_PRELU_TABLE: (0, 1), OP_TABLE: (0, 1),
+             OP_COPY: (0, 1), OP_ZERO: (0,), OP_REDUCE_MEAN: (0, 1), OP_RESIZE: (0, 1), OP_CONV_TRANSPOSE: (0, 1),
+             OP_TAC: (0, 1, 2, 3), OP_PRELU_QUANT: (0, 1)}
+TAC_MAX_CHANNELS = 512  # the C kernel's stack tiles (LMN_TAC_MAX_CHANNELS)
 BINARY_CODES = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}
 RESIZE_TRANSFORMS = {"half_pixel": 0, "pytorch_half_pixel": 0, "align_corners": 1, "asymmetric": 2}
 ALIASES = {"Reshape", "Squeeze", "Unsqueeze", "Identity", "Flatten"}  # contiguous reinterpretations
@@ -98,9 +105,23 @@ class Value:
 
 
 @dataclass
+class Record:
+    opcode: int
+    fields: list
+    blobs: bytes
+    inputs: list  # value ids read
+    outputs: list  # value ids written
+    stage: int
+
+    @property
+    def payload(self) -> bytes:
+        return b"".join(varint(v) for v in self.fields) + self.blobs
+
+
+@dataclass
 class Program:
     values: list = field(default_factory=list)
-    records: list = field(default_factory=list)  # (opcode, payload, value ids used, value ids written, stage)
+    records: list = field(default_factory=list)  # Record, in execution order
     stages: list = field(default_factory=list)  # names of the model's top-level modules, in order of use
     stage: int = 0
 
@@ -109,8 +130,7 @@ class Program:
         return len(self.values) - 1
 
     def emit(self, opcode: int, fields: list, inputs: list, outputs: list, blobs: bytes = b"") -> None:
-        payload = b"".join(varint(v) for v in fields) + blobs
-        self.records.append((opcode, payload, inputs, outputs, self.stage))
+        self.records.append(Record(opcode, [int(v) for v in fields], blobs, list(inputs), list(outputs), self.stage))
 
     def enter_stage(self, name: str) -> None:
         if name not in self.stages:
@@ -496,12 +516,173 @@ class Compiler:
                           [xi], [out], floats(w) + floats(bias))
 
 
+# ---------------------------------------------------------------- fusion
+class _Flow:
+    """Who writes and who reads each value, over a program's records."""
+
+    def __init__(self, program: Program, keep: set):
+        self.writers: dict = {}
+        self.readers: dict = {}
+        self.keep = keep  # graph inputs and output: never fused away
+        for i, r in enumerate(program.records):
+            for v in r.outputs:
+                self.writers.setdefault(v, []).append(i)
+            for v in r.inputs:
+                self.readers.setdefault(v, []).append(i)
+
+    def only_writer(self, program, vid, opcode):
+        w = self.writers.get(vid, [])
+        return program.records[w[0]] if len(w) == 1 and program.records[w[0]].opcode == opcode else None
+
+    def read_only_by(self, vid, indices) -> bool:
+        return vid not in self.keep and sorted(set(self.readers.get(vid, []))) == sorted(indices)
+
+
+def _match_tac(program: Program, flow: _Flow, i3: int):
+    """The TAC block (transform, average, concatenate) ending at LINEAR record i3, as the golden graph lowers it:
+
+        a = L1(x) (rows, Ch); pa = PReLU(a); m = mean over the K groups of pa (outer, K, R Ch); mq = Quant(m);
+        b = L2(mq) (outer R, Ch); pb = PReLU(b); e = pb expanded over K; cat = [pa, e] (rows, 2 Ch);
+        out = L3(Quant(cat))
+
+    Returns (records to drop, the fused record) or None. Every quantity is an integer code except pa, m, pb,
+    e, cat: pa and pb are PReLU tables of 8-bit codes, so Quant(cat) is a code -> code table of a and b,
+    and m is the same float32 sum in the same order from the same table; the K copies of e make the second
+    half of L3's sum the same for the K rows of a frame (the kernel computes it once)."""
+    rec = program.records
+    l3 = rec[i3]
+    if l3.opcode != OP_LINEAR:
+        return None
+    catq = l3.fields[1]
+    q2 = flow.only_writer(program, catq, OP_QUANT_FLOAT)
+    if q2 is None or not flow.read_only_by(catq, [i3]):
+        return None
+    cat = q2.fields[1]
+    writers = flow.writers.get(cat, [])
+    if len(writers) != 2 or any(rec[w].opcode != OP_COPY for w in writers):
+        return None
+    c2, c3 = rec[writers[0]], rec[writers[1]]
+    pa, e = c2.fields[1], c3.fields[1]
+    p1 = flow.only_writer(program, pa, OP_PRELU_TABLE)
+    c1 = flow.only_writer(program, e, OP_COPY)
+    if p1 is None or c1 is None:
+        return None
+    a = p1.fields[1]
+    l1 = flow.only_writer(program, a, OP_LINEAR)
+    pb = c1.fields[1]
+    p2 = flow.only_writer(program, pb, OP_PRELU_TABLE)
+    if l1 is None or p2 is None or not l1.fields[6] or not l3.fields[3] % 2 == 0:
+        return None
+    b = p2.fields[1]
+    l2 = flow.only_writer(program, b, OP_LINEAR)
+    if l2 is None or not l2.fields[6]:
+        return None
+    mq = l2.fields[1]
+    q = flow.only_writer(program, mq, OP_QUANT_FLOAT)
+    if q is None:
+        return None
+    mean = q.fields[1]
+    r = flow.only_writer(program, mean, OP_REDUCE_MEAN)
+    if r is None or r.fields[1] != pa or r.fields[2] != 0:
+        return None
+    rows, cin, ch = l1.fields[2:5]
+    cout = l3.fields[4]
+    outer, groups, inner = r.fields[4:7]
+    if inner % ch or l3.fields[2] != rows or l3.fields[3] != 2 * ch or inner == 1:
+        return None
+    frames = inner // ch
+    if outer * groups * frames != rows or l2.fields[2:5] != [outer * frames, ch, ch]:
+        return None
+    if max(cin, ch, cout) > TAC_MAX_CHANNELS:
+        return None
+    # the layouts: the concatenation puts pa first, e second, along the channels; e is pb repeated K times
+    row = _contiguous_strides((rows, 2 * ch))
+    if c2.fields != _copy_fields(cat, pa, (rows, ch), 0, row, 0, (ch, 1)) or \
+            c3.fields != _copy_fields(cat, e, (rows, ch), ch, row, 0, (ch, 1)) or \
+            c1.fields != _copy_fields(e, pb, (outer, groups, inner), 0, (groups * inner, inner, 1), 0, (inner, 0, 1)):
+        return None
+    index = {id(x): k for k, x in enumerate(rec)}
+    i = {name: index[id(x)] for name, x in
+         dict(l1=l1, p1=p1, r=r, q=q, l2=l2, p2=p2, c1=c1, c2=c2, c3=c3, q2=q2).items()}
+    if not (flow.read_only_by(a, [i["p1"]]) and flow.read_only_by(pa, [i["r"], i["c2"]]) and
+            flow.read_only_by(mean, [i["q"]]) and flow.read_only_by(mq, [i["l2"]]) and
+            flow.read_only_by(b, [i["p2"]]) and flow.read_only_by(pb, [i["c1"]]) and
+            flow.read_only_by(e, [i["c3"]]) and flow.read_only_by(cat, [i["q2"]])):
+        return None
+    x, out = l1.fields[1], l3.fields[0]
+    fields = [out, x, mq, b, outer, groups, frames, cin, ch, cout,
+              l1.fields[5], *l1.fields[7:10],          # L1: has_bias, shift, lo, hi
+              p1.fields[3], p1.fields[4],              # PReLU of a: exponent, signed
+              q.fields[3], q.fields[4], q.fields[5],   # Quant of the mean: exponent, lo, hi
+              l2.fields[5], *l2.fields[7:10],          # L2
+              p2.fields[3], p2.fields[4],              # PReLU of b
+              q2.fields[3], q2.fields[4], q2.fields[5],  # Quant of the concatenation
+              l3.fields[5], *l3.fields[6:]]            # L3: has_bias, has_out[, shift, lo, hi]
+    blobs = l1.blobs + p1.blobs + l2.blobs + p2.blobs + l3.blobs
+    fused = Record(OP_TAC, fields, blobs, [x], [mq, b, out], l3.stage)
+    return set(i.values()), fused
+
+
+def _match_prelu_quant(program: Program, flow: _Flow, iq: int):
+    """Quant(PReLU(codes)) -> one code -> code table (the float PReLU output is read by nothing else)."""
+    q = program.records[iq]
+    if q.opcode != OP_QUANT_FLOAT:
+        return None
+    pf = q.fields[1]
+    p = flow.only_writer(program, pf, OP_PRELU_TABLE)
+    if p is None or not flow.read_only_by(pf, [iq]) or p.fields[2] != q.fields[2]:
+        return None
+    ip = flow.writers[pf][0]
+    fused = Record(OP_PRELU_QUANT, [q.fields[0], p.fields[1], q.fields[2], p.fields[3], p.fields[4], *q.fields[3:6]],
+                   p.blobs, [p.fields[1]], [q.fields[0]], q.stage)
+    return {ip}, fused
+
+
+def fuse(program: Program, keep: set) -> dict:
+    """Rewrites the records into fused kernels where a pattern matches (TAC blocks, then PReLU + Quant);
+    returns how many of each. The fused kernel takes the place of the pattern's last record; the values only
+    the pattern used disappear from the program (renumber() drops them)."""
+    counts = {}
+    for name, match in (("tac", _match_tac), ("prelu_quant", _match_prelu_quant)):
+        flow = _Flow(program, keep)
+        drop, replace = set(), {}
+        for i in range(len(program.records)):
+            if i in drop:
+                continue
+            found = match(program, flow, i)
+            if found is None or found[0] & (drop | set(replace)):
+                continue
+            drop |= found[0]
+            replace[i] = found[1]
+        program.records = [replace.get(i, r) for i, r in enumerate(program.records) if i not in drop]
+        counts[name] = len(replace)
+    return counts
+
+
+def renumber(program: Program, keep: list) -> dict:
+    """Drops the values no record uses (those fusion made internal), renumbering the rest in order; returns
+    {old id: new id}."""
+    used = set(keep)
+    for r in program.records:
+        used.update(r.inputs)
+        used.update(r.outputs)
+    new = {old: k for k, old in enumerate(sorted(used))}
+    program.values = [program.values[old] for old in sorted(used)]
+    for r in program.records:
+        for at in ID_FIELDS[r.opcode]:
+            r.fields[at] = new[r.fields[at]]
+        r.inputs = [new[v] for v in r.inputs]
+        r.outputs = [new[v] for v in r.outputs]
+    return new
+
+
 # ---------------------------------------------------------------- arena and file
 def _allocate(program: Program, inputs: list, output: int) -> int:
     """Static arena offsets from value lifetimes (first fit); returns the arena size in elements."""
     for vid in inputs:
         program.values[vid].first = -1
-    for i, (_, _, used, written, _) in enumerate(program.records):
+    for i, record in enumerate(program.records):
+        used, written = record.inputs, record.outputs
         for vid in written:
             if program.values[vid].first == -1 and vid not in inputs:
                 program.values[vid].first = i
@@ -535,9 +716,11 @@ class Packed:
     data: bytes
     value_ids: dict
     completed_by: dict
+    fused: dict = field(default_factory=dict)  # fused kernels made: {"tac": n, "prelu_quant": n}
 
 
-def pack_graph(graph, config: dict) -> Packed:
+def pack_graph(graph, config: dict, fusion: bool = True) -> Packed:
+    """fusion=False keeps one kernel per golden op (every intermediate tensor in the arena, for checking)."""
     if any(n.op in FLOAT_NORMS for n in graph.nodes):
         raise PackError(f"model: float normalisation ({sorted({n.op for n in graph.nodes} & FLOAT_NORMS)}); "
                         f"the native engine needs integer norms: train and export with recipe {RECIPE}")
@@ -557,16 +740,19 @@ def pack_graph(graph, config: dict) -> Packed:
         raise PackError("model: the output is integer codes; expected the float decoder's waveform")
     inputs = [compiler.ids[n] for n in names]
     output = compiler.ids[OUTPUT_NAME]
+    fused = fuse(program, set(inputs) | {output}) if fusion else {}
+    new = renumber(program, inputs + [output])
+    inputs, output = [new[v] for v in inputs], new[output]
     arena = _allocate(program, inputs, output)
     config = dict(config, window_samples=int(shapes[MIXTURE][2]), mic_channels=int(shapes[MIXTURE][1]),
                   inputs={n: list(shapes[n]) for n in names}, sample_rate=SAMPLE_RATE,
                   output_samples=int(np.shape(target)[-1]), stages=program.stages)
     body_values = varint(len(program.values)) + varint(arena) + b"".join(
         varint(v.kind) + varint(v.size) + varint(max(v.offset, 0)) for v in program.values)
-    io = varint(len(inputs)) + b"".join(varint(INPUT_NAMES.index(n)) + varint(compiler.ids[n]) + varint(len(shapes[n]))
+    io = varint(len(inputs)) + b"".join(varint(INPUT_NAMES.index(n)) + varint(new[compiler.ids[n]]) + varint(len(shapes[n]))
                                         + b"".join(varint(d) for d in shapes[n]) for n in names) + varint(output)
-    ops = varint(len(program.records)) + b"".join(varint(op) + varint(stage) + varint(len(payload)) + payload
-                                                  for op, payload, _, _, stage in program.records)
+    ops = varint(len(program.records)) + b"".join(
+        varint(r.opcode) + varint(r.stage) + varint(len(r.payload)) + r.payload for r in program.records)
     sections = [(b"CONF", json.dumps(config, sort_keys=True).encode()), (b"VALS", body_values + io),
                 (b"PROG", ops)]
     header_bytes = 24 + 12 * len(sections)
@@ -581,10 +767,11 @@ def pack_graph(graph, config: dict) -> Packed:
     # crc32 covers everything after its own field
     data = head + struct.pack("<I", zlib.crc32(rest) & 0xFFFFFFFF) + rest
     completed_by = {}
-    for i, (_, _, _, written, _) in enumerate(program.records):
-        for vid in written:
+    for i, record in enumerate(program.records):
+        for vid in record.outputs:
             completed_by[vid] = i
-    return Packed(data, dict(compiler.ids), completed_by)
+    value_ids = {name: new[vid] for name, vid in compiler.ids.items() if vid in new}
+    return Packed(data, value_ids, completed_by, fused)
 
 
 def pack(qonnx_path: "str | Path", out_path: "str | Path", config: "dict | None" = None) -> int:

@@ -12,7 +12,7 @@
 
 static const char *const KERNEL_NAMES[OP_COUNT] = {
     "", "quant_float", "requant", "linear", "conv", "integer_norm", "add_int", "binary_float", "prelu_table",
-    "table", "copy", "zero", "reduce_mean", "resize", "conv_transpose"};
+    "table", "copy", "zero", "reduce_mean", "resize", "conv_transpose", "tac", "prelu_quant"};
 
 static double now(void)
 {
@@ -30,7 +30,11 @@ long lmn_input_elements(const lmn_model *m, int which)
 
 long lmn_output_samples(const lmn_model *m) { return (long)m->values[m->output_value].size; }
 
-size_t lmn_scratch_bytes(const lmn_model *m) { return (size_t)m->arena_elements * 4; }
+size_t lmn_scratch_bytes(const lmn_model *m)
+{
+    /* the arena, and the fused kernels' per-thread scratch for the threads of the last run (at least one) */
+    return (size_t)m->arena_elements * 4 + m->work_per_thread * (size_t)(m->work_threads > 1 ? m->work_threads : 1);
+}
 
 int lmn_kernel_count(void) { return OP_COUNT; }
 
@@ -56,13 +60,14 @@ int lmn_run(lmn_model *m, const float *mixture, const float *voiceprint, const f
             int threads, char *err, size_t err_len)
 {
     const float *inputs[3];
-    int i;
+    int i, workers = 1;
     inputs[0] = mixture;
     inputs[1] = voiceprint;
     inputs[2] = visual;
 #ifdef _OPENMP
     if (threads > 0)
         omp_set_num_threads(threads);
+    workers = omp_get_max_threads();
 #else
     (void)threads;
 #endif
@@ -73,6 +78,17 @@ int lmn_run(lmn_model *m, const float *mixture, const float *voiceprint, const f
                       lmn_scratch_bytes(m));
             return 1;
         }
+    }
+    if (m->work_per_thread > 0 && m->work_threads < workers) { /* grown before the kernels, never inside */
+        free(m->work);
+        m->work_threads = 0;
+        m->work = (unsigned char *)malloc(m->work_per_thread * (size_t)workers);
+        if (m->work == NULL) {
+            lmn_error(err, err_len, "native engine: cannot allocate %zu bytes of kernel scratch",
+                      m->work_per_thread * (size_t)workers);
+            return 1;
+        }
+        m->work_threads = workers;
     }
     for (i = 0; i < 3; i++) {
         int id = m->input_value[i];

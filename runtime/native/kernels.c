@@ -88,16 +88,35 @@ static float round_half_even(float v) { return rintf(v); }
 static double round_half_even_double(double v) { return nearbyint(v); }
 #endif
 
-static void quant_float(lmn_model *m, const lmn_op *op)
+static void quant_array(const float *x, int64_t n, int64_t e, int64_t lo_code, int64_t hi_code, int32_t *y)
 {
-    const float *x = FLOAT_AT(m, op->f[1]);
-    int32_t *y = INT_AT(m, op->f[0]);
-    float scale = exp2_int(-op->f[3]), lo = (float)op->f[4], hi = (float)op->f[5];
-    int64_t i, n = op->f[2];
+    float scale = exp2_int(-e), lo = (float)lo_code, hi = (float)hi_code;
+    int64_t i;
     for (i = 0; i < n; i++) {
         float v = x[i] * scale;
         v = v < lo ? lo : (v > hi ? hi : v); /* the code range is integral: clamping first is the same */
         y[i] = (int32_t)round_half_even(v);
+    }
+}
+
+static void quant_float(lmn_model *m, const lmn_op *op)
+{
+    quant_array(FLOAT_AT(m, op->f[1]), op->f[2], op->f[3], op->f[4], op->f[5], INT_AT(m, op->f[0]));
+}
+
+void lmn_quant_values(const float *x, int n, int64_t e, int64_t lo, int64_t hi, int32_t *out)
+{
+    quant_array(x, n, e, lo, hi, out);
+}
+
+void lmn_prelu_values(int64_t e, int is_signed, float slope, float table[256])
+{
+    float scale = exp2_int(e);
+    int j;
+    for (j = 0; j < 256; j++) {
+        int code = is_signed ? (j < 128 ? j : j - 256) : j;
+        float v = (float)code * scale;
+        table[j] = v < 0.0f ? v * slope : v;
     }
 }
 
@@ -137,8 +156,8 @@ static void requant(lmn_model *m, const lmn_op *op)
  * idle. So a tile of TILE rows is turned channel-major (int16 codes, C_in x TILE), and each weight is one
  * broadcast over the tile (a zero weight, frequent at 3 bits, skips its whole pass). When the static bound
  * 128 * max_co sum_ci |w| + max |bias| is below 2^15, the accumulators are int16 as well. */
-#define TILE 64
-#define TILE_CHANNELS 512
+#define TILE LMN_TILE
+#define TILE_CHANNELS LMN_TILE_CHANNELS
 
 static void linear_rows(lmn_model *m, const lmn_op *op, int64_t row, int64_t end)
 {
@@ -543,6 +562,152 @@ static void conv_transpose(lmn_model *m, const lmn_op *op)
     }
 }
 
+/* ---------------------------------------------------------------- fused kernels */
+/* PReLU then Quant of 8-bit codes: one code -> code table (built at load from the same float32 ops). */
+static void prelu_quant(lmn_model *m, const lmn_op *op)
+{
+    const int32_t *x = INT_AT(m, op->f[1]);
+    int32_t *y = INT_AT(m, op->f[0]);
+    int64_t i, n = op->f[2];
+    for (i = 0; i < n; i++)
+        y[i] = op->codes1[(uint32_t)x[i] & 0xFFu];
+}
+
+static int32_t requant_acc(int32_t acc, int has_out, int shift, int32_t lo, int32_t hi)
+{
+    if (!has_out)
+        return acc;
+    if (shift >= 1 && shift <= 30)
+        return requant_one(acc, shift, (int32_t)1 << (shift - 1), lo, hi);
+    return clamp64(shift_half_even(acc, shift), lo, hi);
+}
+
+/* acc[r] += sum_ci w[ci * stride] * xt[ci][r] over a channel-major tile (a zero weight skips its pass) */
+static void tile_dot(int32_t *acc, const int16_t *xt, int64_t cin, const int8_t *w, int64_t stride)
+{
+    int64_t ci;
+    int r;
+    for (ci = 0; ci < cin; ci++) {
+        int32_t wv = w[ci * stride];
+        const int16_t *xs = xt + ci * TILE;
+        if (wv == 0)
+            continue;
+        for (r = 0; r < TILE; r++)
+            acc[r] += wv * xs[r];
+    }
+}
+
+/* The TAC block (export/pack.py, _match_tac) of one outer index o at a time, so that its (K x R, Ch)
+ * hidden codes stay in the cache instead of four full-size tensors in the arena:
+ *   pass A: a = L1(x) per tile of rows (channel-major), kept as bytes; the float32 sum over the K groups
+ *           of PReLU(a), in group order (numpy's strided reduction), into msum (R, Ch);
+ *   mean:   mq = Quant(msum / K); b = L2(mq); part[r] = bias3 + the second half of L3 on Quant(PReLU(b[r]))
+ *           (the same for the K rows of frame r);
+ *   pass B: out = requant(part[r] + the first half of L3 on Quant(PReLU(a))), tile by tile.
+ * All sums are of integers below 2^31 (checked at load), so their order does not matter. */
+static void tac(lmn_model *m, const lmn_op *op)
+{
+    const int64_t *f = op->f;
+    const int32_t *x = INT_AT(m, f[1]);
+    int32_t *y = INT_AT(m, f[0]), *mq = INT_AT(m, f[2]), *bv = INT_AT(m, f[3]);
+    int64_t outer = f[4], groups = f[5], frames = f[6], cin = f[7], ch = f[8], cout = f[9];
+    int64_t rows = groups * frames, tiles = (rows + TILE - 1) / TILE, o;
+    int shift1 = (int)f[11], shift2 = (int)f[20], has_out3 = (int)f[29], shift3 = has_out3 ? (int)f[30] : 0;
+    int32_t lo1 = (int32_t)f[12], hi1 = (int32_t)f[13], lo2 = (int32_t)f[21], hi2 = (int32_t)f[22];
+    int32_t lo3 = has_out3 ? (int32_t)f[31] : 0, hi3 = has_out3 ? (int32_t)f[32] : 0;
+    float groups_f = (float)groups;
+    size_t a_bytes = (size_t)(tiles * ch * TILE), msum_at = (a_bytes + 63) / 64 * 64;
+    size_t part_at = msum_at + ((size_t)(frames * ch) * sizeof(float) + 63) / 64 * 64;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (o = 0; o < outer; o++) {
+        int thread = 0;
+        unsigned char *work, *a;
+        float *msum;
+        int32_t *part, *mq_o = mq + o * frames * ch, *b_o = bv + o * frames * ch, *y_o = y + o * rows * cout;
+        const int32_t *x_o = x + o * rows * cin;
+        int16_t xt[TILE_CHANNELS * TILE];
+        int32_t acc[TILE], wide[TILE_CHANNELS];
+        int64_t t, r, c, co, i, rr;
+#ifdef _OPENMP
+        thread = omp_get_thread_num();
+#endif
+        work = m->work + (size_t)thread * m->work_per_thread;
+        a = work;
+        msum = (float *)(work + msum_at);
+        part = (int32_t *)(work + part_at);
+        for (i = 0; i < frames * ch; i++)
+            msum[i] = 0.0f;
+        for (t = 0; t < tiles; t++) { /* pass A */
+            int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
+            unsigned char *at = a + t * ch * TILE;
+            int64_t frame[TILE];
+            for (r = 0; r < TILE; r++)
+                frame[r] = ((r0 + r) % frames) * ch;
+            for (c = 0; c < cin; c++)
+                for (r = 0; r < TILE; r++)
+                    xt[c * TILE + r] = r < nr ? (int16_t)x_o[(r0 + r) * cin + c] : 0;
+            for (co = 0; co < ch; co++) {
+                int32_t b0 = op->ints0 ? op->ints0[co] : 0;
+                for (r = 0; r < TILE; r++)
+                    acc[r] = b0;
+                tile_dot(acc, xt, cin, op->weights + co, ch);
+                for (r = 0; r < TILE; r++) /* the code's byte: the tables' index */
+                    at[co * TILE + r] = (unsigned char)((uint32_t)requant_acc(acc[r], 1, shift1, lo1, hi1) & 0xFFu);
+                for (r = 0; r < nr; r++)
+                    msum[frame[r] + co] += op->table[at[co * TILE + r]];
+            }
+        }
+        for (i = 0; i < frames * ch; i++) /* the mean, as reduce_mean: sum / n in float32 */
+            msum[i] = msum[i] / groups_f;
+        lmn_quant_values(msum, (int)(frames * ch), f[16], f[17], f[18], mq_o);
+        for (rr = 0; rr < frames; rr++) {
+            const int32_t *xr = mq_o + rr * ch;
+            for (co = 0; co < ch; co++)
+                wide[co] = op->ints2 ? op->ints2[co] : 0;
+            for (c = 0; c < ch; c++) {
+                int32_t xv = xr[c];
+                const int8_t *wr = op->weights2 + c * ch;
+                if (xv == 0)
+                    continue;
+                for (co = 0; co < ch; co++)
+                    wide[co] += xv * wr[co];
+            }
+            for (co = 0; co < ch; co++)
+                b_o[rr * ch + co] = requant_acc(wide[co], 1, shift2, lo2, hi2);
+            for (co = 0; co < cout; co++)
+                wide[co] = op->ints3 ? op->ints3[co] : 0;
+            for (c = 0; c < ch; c++) {
+                int32_t q = op->codes2[(uint32_t)b_o[rr * ch + c] & 0xFFu];
+                const int8_t *wr = op->weights3 + (ch + c) * cout;
+                if (q == 0)
+                    continue;
+                for (co = 0; co < cout; co++)
+                    wide[co] += q * wr[co];
+            }
+            for (co = 0; co < cout; co++)
+                part[rr * cout + co] = wide[co];
+        }
+        for (t = 0; t < tiles; t++) { /* pass B */
+            int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
+            const unsigned char *at = a + t * ch * TILE;
+            int64_t frame[TILE];
+            for (c = 0; c < ch * TILE; c++)
+                xt[c] = (int16_t)op->codes1[at[c]];
+            for (r = 0; r < TILE; r++)
+                frame[r] = ((r0 + r) % frames) * cout;
+            for (co = 0; co < cout; co++) {
+                for (r = 0; r < TILE; r++)
+                    acc[r] = part[frame[r] + co];
+                tile_dot(acc, xt, ch, op->weights3 + co, cout);
+                for (r = 0; r < nr; r++)
+                    y_o[(r0 + r) * cout + co] = requant_acc(acc[r], has_out3, shift3, lo3, hi3);
+            }
+        }
+    }
+}
+
 int lmn_execute(lmn_model *m, const lmn_op *op)
 {
     switch (op->opcode) {
@@ -560,6 +725,8 @@ int lmn_execute(lmn_model *m, const lmn_op *op)
     case OP_REDUCE_MEAN: reduce_mean(m, op); break;
     case OP_RESIZE: resize(m, op); break;
     case OP_CONV_TRANSPOSE: conv_transpose(m, op); break;
+    case OP_TAC: tac(m, op); break;
+    case OP_PRELU_QUANT: prelu_quant(m, op); break;
     default: return 1;
     }
     return 0;

@@ -213,6 +213,54 @@ static int resize_taps(lmn_op *op, int64_t n_in, int64_t n_out, int transform)
     return 1;
 }
 
+/* Weight codes as int8 (the file may hold any width: wider ones are refused); NULL on failure. */
+static int8_t *read_weights(reader *r, int64_t count)
+{
+    int32_t *w = read_ints(r, count);
+    int8_t *out;
+    int64_t i;
+    if (w == NULL)
+        return NULL;
+    out = (int8_t *)malloc((size_t)(count > 0 ? count : 1));
+    for (i = 0; out != NULL && i < count; i++) {
+        if (w[i] < -128 || w[i] > 127) {
+            free(out);
+            out = NULL;
+            break;
+        }
+        out[i] = (int8_t)w[i];
+    }
+    free(w);
+    if (out == NULL)
+        r->failed = 1;
+    return out;
+}
+
+/* The static bound of an integer layer on 8-bit codes (fixed_point): 256 x the largest column sum of
+ * |w| plus the largest |bias| (w: (cin, cout) row-major); below 2^31, int32 sums cannot overflow. */
+static int64_t layer_bound(const int8_t *w, const int32_t *bias, int64_t cin, int64_t cout)
+{
+    int64_t co, ci, widest = 0, bias_max = 0;
+    for (co = 0; co < cout; co++) {
+        int64_t sum = 0, b = bias ? bias[co] : 0;
+        for (ci = 0; ci < cin; ci++)
+            sum += w[ci * cout + co] < 0 ? -w[ci * cout + co] : w[ci * cout + co];
+        if (sum > widest)
+            widest = sum;
+        if (b < 0)
+            b = -b;
+        if (b > bias_max)
+            bias_max = b;
+    }
+    return 256 * widest + bias_max;
+}
+
+/* An 8-bit code range [lo, hi] whose byte indexes a 256-entry table of that signedness. */
+static int byte_codes(int64_t lo, int64_t hi, int64_t is_signed)
+{
+    return lo <= hi && (is_signed ? lo >= -128 && hi <= 127 : lo >= 0 && hi <= 255);
+}
+
 typedef struct {
     lmn_model *m;
     char *err;
@@ -498,24 +546,79 @@ static int read_op(checker *c, reader *r, lmn_op *op)
             return fail_record(c, "bad transposed conv weights");
         return 1;
     }
+    case OP_PRELU_QUANT: { /* out in n e signed e_q lo hi; slope */
+        for (i = 0; i < 8; i++)
+            f[i] = read_in(r, -BIG, BIG);
+        if (r->failed || f[4] < 0 || f[4] > 1 || f[3] < -126 || f[3] > 126 || f[5] < -126 || f[5] > 126 ||
+            f[6] < -65536 || f[7] > 65536 || f[6] > f[7])
+            return fail_record(c, "bad table fields");
+        if (!value_ok(c, f[0], KIND_INT, f[2], "output") || !value_ok(c, f[1], KIND_INT, f[2], "input"))
+            return 0;
+        op->floats0 = read_floats(r, 1);
+        if (op->floats0 == NULL)
+            return fail_record(c, "bad slope");
+        lmn_prelu_values(f[3], (int)f[4], op->floats0[0], op->table);
+        lmn_quant_values(op->table, 256, f[5], f[6], f[7], op->codes1);
+        return 1;
+    }
+    case OP_TAC: { /* FORMAT.md: 30 fields (+3 if L3 requantizes), then the three layers' arrays */
+        int64_t outer, groups, frames, cin, ch, cout, rows, tiles;
+        static const int64_t lo_f[30] = {0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, -62, -65536, -65536, -126, 0, -126,
+                                         -65536, -65536, 0, -62, -65536, -65536, -126, 0, -126, -65536, -65536, 0, 0};
+        static const int64_t hi_f[30] = {0, 0, 0, 0, 0, 0, 0, LMN_TILE_CHANNELS, LMN_TILE_CHANNELS, LMN_TILE_CHANNELS,
+                                         1, 62, 65536, 65536, 126, 1, 126, 65536, 65536, 1, 62, 65536, 65536, 126,
+                                         1, 126, 65536, 65536, 1, 1};
+        for (i = 0; i < 30; i++)
+            f[i] = read_in(r, lo_f[i], hi_f[i] ? hi_f[i] : BIG);
+        if (f[29]) {
+            f[30] = read_in(r, -62, 62);
+            f[31] = read_in(r, -65536, 65536);
+            f[32] = read_in(r, -65536, 65536);
+        }
+        if (r->failed)
+            return fail_record(c, "truncated fields");
+        op->n_fields = f[29] ? 33 : 30;
+        outer = f[4], groups = f[5], frames = f[6], cin = f[7], ch = f[8], cout = f[9];
+        if (groups > BIG / frames || outer > BIG / (groups * frames) ||
+            outer * groups * frames > BIG / (cin > cout ? cin : cout) || outer * frames > BIG / ch)
+            return fail_record(c, "bad TAC geometry");
+        rows = groups * frames;
+        if (!byte_codes(f[12], f[13], f[15]) || !byte_codes(f[21], f[22], f[24]) || f[17] > f[18] ||
+            f[17] < -128 || f[18] > 255 || f[26] > f[27] || f[26] < -32768 || f[27] > 32767 ||
+            (f[29] && f[31] > f[32]))
+            return fail_record(c, "bad TAC code ranges");
+        if (!value_ok(c, f[0], KIND_INT, outer * rows * cout, "output") ||
+            !value_ok(c, f[1], KIND_INT, outer * rows * cin, "input") ||
+            !value_ok(c, f[2], KIND_INT, outer * frames * ch, "mean") ||
+            !value_ok(c, f[3], KIND_INT, outer * frames * ch, "average"))
+            return 0;
+        op->weights = read_weights(r, cin * ch);
+        op->ints0 = op->weights && f[10] ? read_ints(r, ch) : NULL;
+        op->floats0 = op->weights && (op->ints0 || !f[10]) ? read_floats(r, 1) : NULL;
+        op->weights2 = op->floats0 ? read_weights(r, ch * ch) : NULL;
+        op->ints2 = op->weights2 && f[19] ? read_ints(r, ch) : NULL;
+        op->floats1 = op->weights2 && (op->ints2 || !f[19]) ? read_floats(r, 1) : NULL;
+        op->weights3 = op->floats1 ? read_weights(r, 2 * ch * cout) : NULL;
+        op->ints3 = op->weights3 && f[28] ? read_ints(r, cout) : NULL;
+        if (op->weights3 == NULL || (f[28] && op->ints3 == NULL))
+            return fail_record(c, "bad TAC arrays");
+        /* the mean's and the concatenation's codes are 8-bit, as the layers' bounds assume */
+        if (layer_bound(op->weights, op->ints0, cin, ch) >= ((int64_t)1 << 31) ||
+            layer_bound(op->weights2, op->ints2, ch, ch) >= ((int64_t)1 << 31) ||
+            layer_bound(op->weights3, op->ints3, 2 * ch, cout) >= ((int64_t)1 << 31) ||
+            f[26] < -128 || f[27] > 255)
+            return fail_record(c, "TAC accumulator bound beyond int32");
+        lmn_prelu_values(f[14], (int)f[15], op->floats0[0], op->table);
+        lmn_prelu_values(f[23], (int)f[24], op->floats1[0], op->table2);
+        lmn_quant_values(op->table, 256, f[25], f[26], f[27], op->codes1);
+        lmn_quant_values(op->table2, 256, f[25], f[26], f[27], op->codes2);
+        tiles = (rows + LMN_TILE - 1) / LMN_TILE;
+        op->work_bytes = ((size_t)(tiles * ch * LMN_TILE) + 63) / 64 * 64 +
+                         ((size_t)(frames * ch) * sizeof(float) + 63) / 64 * 64 + (size_t)(frames * cout) * 4;
+        return 1;
+    }
     default:
         return fail_record(c, "unknown kernel");
-    }
-}
-
-static void fill_prelu_table(lmn_op *op)
-{
-    int j;
-    float scale = 1.0f, slope = op->floats0[0];
-    int64_t e = op->f[3];
-    for (; e > 0; e--)
-        scale *= 2.0f;
-    for (; e < 0; e++)
-        scale *= 0.5f;
-    for (j = 0; j < 256; j++) {
-        int code = op->f[4] ? (j < 128 ? j : j - 256) : j;
-        float v = (float)code * scale;
-        op->table[j] = v < 0.0f ? v * slope : v;
     }
 }
 
@@ -554,9 +657,9 @@ int lmn_load(const unsigned char *data, size_t size, lmn_model **model, char *er
     version = u32_at(data + 8);
     total = u32_at(data + 12);
     crc = u32_at(data + 16);
-    if (version != LMN_FORMAT_VERSION) {
-        lmn_error(err, err_len, "packed model: format version %u; this engine reads version %d (re-pack the model "
-                  "with the matching limuse_export)", version, LMN_FORMAT_VERSION);
+    if (version < 1 || version > LMN_FORMAT_VERSION) {
+        lmn_error(err, err_len, "packed model: format version %u; this engine reads versions 1 to %d (re-pack the "
+                  "model with the matching limuse_export)", version, LMN_FORMAT_VERSION);
         return 1;
     }
     if (total != size) {
@@ -649,7 +752,8 @@ int lmn_load(const unsigned char *data, size_t size, lmn_model **model, char *er
     for (i = 0; i < m->n_ops; i++) {
         reader rec;
         int64_t bytes;
-        m->ops[i].opcode = (int)read_in(&r, 1, OP_COUNT - 1);
+        /* version 1 files have the unfused kernels only */
+        m->ops[i].opcode = (int)read_in(&r, 1, version == 1 ? OP_CONV_TRANSPOSE : OP_COUNT - 1);
         m->ops[i].stage = (int)read_in(&r, 0, LMN_MAX_STAGES - 1);
         bytes = read_in(&r, 0, (int64_t)(r.end - r.p));
         if (r.failed)
@@ -666,7 +770,9 @@ int lmn_load(const unsigned char *data, size_t size, lmn_model **model, char *er
             goto fail;
         }
         if (m->ops[i].opcode == OP_PRELU_TABLE)
-            fill_prelu_table(&m->ops[i]);
+            lmn_prelu_values(m->ops[i].f[3], (int)m->ops[i].f[4], m->ops[i].floats0[0], m->ops[i].table);
+        if (m->ops[i].work_bytes > m->work_per_thread)
+            m->work_per_thread = m->ops[i].work_bytes;
     }
     if (r.p != r.end)
         goto bad_program;
@@ -728,10 +834,15 @@ void lmn_free(lmn_model *m)
         free(m->ops[i].ints1);
         free(m->ops[i].floats0);
         free(m->ops[i].floats1);
+        free(m->ops[i].weights2);
+        free(m->ops[i].weights3);
+        free(m->ops[i].ints2);
+        free(m->ops[i].ints3);
     }
     free(m->ops);
     free(m->values);
     free(m->config);
     free(m->arena);
+    free(m->work);
     free(m);
 }

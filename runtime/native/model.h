@@ -9,8 +9,12 @@
 
 enum {
     OP_QUANT_FLOAT = 1, OP_REQUANT, OP_LINEAR, OP_CONV, OP_INORM, OP_ADD_INT, OP_BINARY_FLOAT, OP_PRELU_TABLE,
-    OP_TABLE, OP_COPY, OP_ZERO, OP_REDUCE_MEAN, OP_RESIZE, OP_CONV_TRANSPOSE, OP_COUNT
+    OP_TABLE, OP_COPY, OP_ZERO, OP_REDUCE_MEAN, OP_RESIZE, OP_CONV_TRANSPOSE, OP_TAC, OP_PRELU_QUANT, OP_COUNT
 };
+
+/* The fused kernels' stack tiles: rows per tile, and the most channels a tiled layer may have. */
+#define LMN_TILE 64
+#define LMN_TILE_CHANNELS 512
 
 enum { KIND_INT = 0, KIND_FLOAT = 1 };
 
@@ -40,8 +44,15 @@ typedef struct {
     int8_t *weights;         /* LINEAR, CONV */
     int32_t *ints0, *ints1;  /* bias (LINEAR, CONV); gamma, beta (INORM); lo, hi (RESIZE) */
     float *floats0, *floats1; /* slope (PRELU_TABLE), table (TABLE), w_lo/w_hi (RESIZE), w/bias (CONV_T) */
-    float table[256];        /* PRELU_TABLE: filled at load */
+    float table[256];        /* PRELU_TABLE, TAC (PReLU of L1's codes): filled at load */
     int narrow;              /* LINEAR: |acc| < 2^15 proven at load (int16 accumulators) */
+    /* TAC: the second and third layers, the PReLU of L2's codes, and the code -> code tables of the
+     * concatenation's Quant (of L1's and of L2's codes); PRELU_QUANT: codes1 */
+    int8_t *weights2, *weights3;
+    int32_t *ints2, *ints3;
+    float table2[256];
+    int32_t codes1[256], codes2[256];
+    size_t work_bytes; /* TAC: per-thread scratch */
 } lmn_op;
 
 struct lmn_model {
@@ -59,10 +70,18 @@ struct lmn_model {
     double stage_seconds[LMN_MAX_STAGES];
     lmn_observer observer;
     void *observer_context;
+    /* per-thread scratch of the fused kernels: work_per_thread bytes (the largest op's need) x work_threads */
+    unsigned char *work;
+    size_t work_per_thread;
+    int work_threads;
 };
 
 void lmn_error(char *err, size_t err_len, const char *fmt, ...);
 int lmn_execute(lmn_model *m, const lmn_op *op);
 uint32_t lmn_crc32(const unsigned char *data, size_t size);
+/* The PReLU of each 8-bit code (two's complement if is_signed) at scale 2^e: v < 0 ? v * slope : v. */
+void lmn_prelu_values(int64_t e, int is_signed, float slope, float table[256]);
+/* Quant of float32 values (the quant_float kernel): clamp(round_half_even(x * 2^-e), lo, hi). */
+void lmn_quant_values(const float *x, int n, int64_t e, int64_t lo, int64_t hi, int32_t *out);
 
 #endif

@@ -165,3 +165,24 @@ def test_a_model_without_voiceprint_and_codec_equals_the_golden_engine(tiny_vari
     assert stats["waveform_max_abs"] <= 1e-6 * stats["waveform_peak"]
     model = NativeModel(tmp_path / "variant.packed.bin")
     assert not model.has_voiceprint and model.has_visual
+
+
+def test_fused_kernels_equal_the_unfused_program(tiny_inorm_qonnx, native_library, tmp_path):
+    """The packer's fused kernels (TAC blocks, PReLU + Quant, ...) give the waveform of the one-kernel-per-op
+    program bit for bit, in less activation memory; every tensor the fused program keeps is checked against
+    the golden engine by test_every_tensor_equals_the_golden_engine."""
+    from limuse_export.pack import pack_graph
+    from limuse_runtime.golden.graph import load_graph
+    from limuse_runtime.golden.lower import lower
+    qonnx, inputs, _ = tiny_inorm_qonnx
+    graph = lower(load_graph(qonnx))
+    fused, plain = pack_graph(graph, {}), pack_graph(graph, {}, fusion=False)
+    assert fused.fused["tac"] > 0 and fused.fused["prelu_quant"] > 0 and plain.fused == {}
+    args = [inputs[n][0] for n in ("mixture", "voiceprint", "visual")]
+    models = []
+    for name, packed in (("fused", fused), ("plain", plain)):
+        (tmp_path / f"{name}.packed.bin").write_bytes(packed.data)
+        models.append(NativeModel(tmp_path / f"{name}.packed.bin"))
+    outs = [m.run(*args) for m in models]
+    assert outs[0].tobytes() == outs[1].tobytes()
+    assert models[0].scratch_bytes < 0.5 * models[1].scratch_bytes
