@@ -127,10 +127,13 @@ void lmn_prelu_values(int64_t e, int is_signed, float slope, float table[256])
 #error "the native engine needs an arithmetic right shift of negative integers"
 #endif
 
+/* shift_half_even for k in [1, 30]: with a = q 2^k + r (0 <= r < 2^k), round up iff r > half or r == half
+ * and q is odd, i.e. iff r + half - 1 + (q & 1) >= 2^k (below 2^31: no overflow). Written without
+ * comparisons, so that gcc vectorises the loops over it (it does not with the compare-and-or form). */
 static int32_t requant_one(int32_t a, int k, int32_t half, int32_t lo, int32_t hi)
 {
-    int32_t q = a >> k, r = a - (int32_t)((uint32_t)q << k), v;
-    v = q + ((r > half) | ((r == half) & (q & 1)));
+    int32_t q = a >> k, r = a & (int32_t)(((uint32_t)1 << k) - 1u), v;
+    v = q + ((r + (half - 1) + (q & 1)) >> k);
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
@@ -148,6 +151,20 @@ static void requant(lmn_model *m, const lmn_op *op)
     }
     for (i = 0; i < n; i++)
         y[i] = clamp64(shift_half_even(x[i], k), lo, hi);
+}
+
+/* requantizes n accumulators in place; the plain right shift (1..30) vectorises */
+static void requant_run(int32_t *acc, int64_t n, int shift, int32_t lo, int32_t hi)
+{
+    int64_t r;
+    if (shift >= 1 && shift <= 30) {
+        int32_t half = (int32_t)1 << (shift - 1);
+        for (r = 0; r < n; r++)
+            acc[r] = requant_one(acc[r], shift, half, lo, hi);
+    } else {
+        for (r = 0; r < n; r++)
+            acc[r] = clamp64(shift_half_even(acc[r], shift), lo, hi);
+    }
 }
 
 /* ---------------------------------------------------------------- integer layers */
@@ -203,6 +220,7 @@ static void linear(lmn_model *m, const lmn_op *op)
             int32_t b0 = bias ? bias[co] : 0;
             if (narrow) {
                 int16_t acc[TILE];
+                int32_t wide[TILE];
                 for (r = 0; r < TILE; r++)
                     acc[r] = (int16_t)b0;
                 for (ci = 0; ci < cin; ci++) {
@@ -213,12 +231,12 @@ static void linear(lmn_model *m, const lmn_op *op)
                     for (r = 0; r < TILE; r++)
                         acc[r] = (int16_t)(acc[r] + wv * xs[r]);
                 }
-                if (has_out && shift >= 1 && shift <= 30)
-                    for (r = 0; r < nr; r++)
-                        yc[r * cout] = requant_one(acc[r], shift, (int32_t)1 << (shift - 1), (int32_t)lo, (int32_t)hi);
-                else
-                    for (r = 0; r < nr; r++)
-                        yc[r * cout] = has_out ? clamp64(shift_half_even(acc[r], shift), lo, hi) : acc[r];
+                for (r = 0; r < TILE; r++)
+                    wide[r] = acc[r];
+                if (has_out)
+                    requant_run(wide, TILE, shift, (int32_t)lo, (int32_t)hi);
+                for (r = 0; r < nr; r++)
+                    yc[r * cout] = wide[r];
             } else {
                 int32_t acc[TILE];
                 for (r = 0; r < TILE; r++)
@@ -231,12 +249,10 @@ static void linear(lmn_model *m, const lmn_op *op)
                     for (r = 0; r < TILE; r++)
                         acc[r] += wv * xs[r];
                 }
-                if (has_out && shift >= 1 && shift <= 30)
-                    for (r = 0; r < nr; r++)
-                        yc[r * cout] = requant_one(acc[r], shift, (int32_t)1 << (shift - 1), (int32_t)lo, (int32_t)hi);
-                else
-                    for (r = 0; r < nr; r++)
-                        yc[r * cout] = has_out ? clamp64(shift_half_even(acc[r], shift), lo, hi) : acc[r];
+                if (has_out)
+                    requant_run(acc, TILE, shift, (int32_t)lo, (int32_t)hi);
+                for (r = 0; r < nr; r++)
+                    yc[r * cout] = acc[r];
             }
         }
     }
@@ -285,12 +301,8 @@ static void conv(lmn_model *m, const lmn_op *op)
                 }
             }
         }
-        if (has_out && shift >= 1 && shift <= 30)
-            for (to = 0; to < tout; to++)
-                yr[to] = requant_one(yr[to], shift, (int32_t)1 << (shift - 1), (int32_t)lo, (int32_t)hi);
-        else if (has_out)
-            for (to = 0; to < tout; to++)
-                yr[to] = clamp64(shift_half_even(yr[to], shift), lo, hi);
+        if (has_out)
+            requant_run(yr, tout, shift, (int32_t)lo, (int32_t)hi);
     }
 }
 
@@ -309,8 +321,8 @@ static void integer_norm(lmn_model *m, const lmn_op *op)
         /* 8-bit input codes (the packer checked): every d = (q << F) - mean and d << P fits int32 */
         const int32_t *xr = x + row * n;
         int32_t *yr = y + row * n;
-        int64_t i, sum = 0, var = 0, sd, outer, o, c, j;
-        int32_t mean;
+        int64_t i, sum = 0, var = 0, sd, o, c, j, outer = n / (channels * inner);
+        int32_t mean, lo, hi;
         double dsd;
         for (i = 0; i < n; i++)
             sum += xr[i];
@@ -324,9 +336,38 @@ static void integer_norm(lmn_model *m, const lmn_op *op)
         if (sd < 1)
             sd = 1;
         dsd = (double)sd;
+
         /* the double quotient rounded half to even is the exact rdiv: a tie k + 1/2 is representable and
-         * any other quotient lies 1 / (2 sd) from one, beyond the division's error (|d << P| < 2^52) */
-        outer = n / (channels * inner);
+         * any other quotient lies 1 / (2 sd) from one, beyond the division's error (|d << P| < 2^52).
+         * A row has at most 511 distinct codes (8-bit, either signedness) and usually more elements than
+         * that: then the quotient of each code in [lo, hi] is computed once, into a table. */
+        lo = hi = xr[0];
+        for (i = 1; i < n; i++) {
+            lo = xr[i] < lo ? xr[i] : lo;
+            hi = xr[i] > hi ? xr[i] : hi;
+        }
+        if ((int64_t)hi - lo + 1 < n && (int64_t)hi - lo < 512) {
+            int32_t q[512];
+            for (i = 0; i <= hi - lo; i++) {
+                int32_t d = ((lo + (int32_t)i) * (1 << fm) - mean) * (1 << fn);
+                q[i] = (int32_t)round_half_even_double((double)d / dsd);
+            }
+            if (inner == 1) {
+                for (i = 0, c = 0; i < n; i++) {
+                    yr[i] = q[xr[i] - lo] * gamma[c] + beta[c];
+                    c = c + 1 == channels ? 0 : c + 1;
+                }
+            } else {
+                for (o = 0; o < outer; o++)
+                    for (c = 0; c < channels; c++) {
+                        const int32_t *xs = xr + (o * channels + c) * inner;
+                        int32_t *ys = yr + (o * channels + c) * inner, g = gamma[c], b = beta[c];
+                        for (j = 0; j < inner; j++)
+                            ys[j] = q[xs[j] - lo] * g + b;
+                    }
+            }
+            continue;
+        }
         for (o = 0; o < outer; o++)
             for (c = 0; c < channels; c++) {
                 const int32_t *xs = xr + (o * channels + c) * inner;
@@ -573,15 +614,6 @@ static void prelu_quant(lmn_model *m, const lmn_op *op)
         y[i] = op->codes1[(uint32_t)x[i] & 0xFFu];
 }
 
-static int32_t requant_acc(int32_t acc, int has_out, int shift, int32_t lo, int32_t hi)
-{
-    if (!has_out)
-        return acc;
-    if (shift >= 1 && shift <= 30)
-        return requant_one(acc, shift, (int32_t)1 << (shift - 1), lo, hi);
-    return clamp64(shift_half_even(acc, shift), lo, hi);
-}
-
 /* acc[r] += sum_ci w[ci * stride] * xt[ci][r] over a channel-major tile (a zero weight skips its pass) */
 static void tile_dot(int32_t *acc, const int16_t *xt, int64_t cin, const int8_t *w, int64_t stride)
 {
@@ -617,14 +649,14 @@ static void tac(lmn_model *m, const lmn_op *op)
     int32_t lo3 = has_out3 ? (int32_t)f[31] : 0, hi3 = has_out3 ? (int32_t)f[32] : 0;
     float groups_f = (float)groups;
     size_t a_bytes = (size_t)(tiles * ch * TILE), msum_at = (a_bytes + 63) / 64 * 64;
-    size_t part_at = msum_at + ((size_t)(frames * ch) * sizeof(float) + 63) / 64 * 64;
+    size_t part_at = msum_at + ((size_t)(2 * frames * ch) * sizeof(float) + 63) / 64 * 64;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
     for (o = 0; o < outer; o++) {
         int thread = 0;
         unsigned char *work, *a;
-        float *msum;
+        float *msum, *mean;
         int32_t *part, *mq_o = mq + o * frames * ch, *b_o = bv + o * frames * ch, *y_o = y + o * rows * cout;
         const int32_t *x_o = x + o * rows * cin;
         int16_t xt[TILE_CHANNELS * TILE];
@@ -636,32 +668,38 @@ static void tac(lmn_model *m, const lmn_op *op)
         work = m->work + (size_t)thread * m->work_per_thread;
         a = work;
         msum = (float *)(work + msum_at);
+        mean = msum + frames * ch;
         part = (int32_t *)(work + part_at);
         for (i = 0; i < frames * ch; i++)
             msum[i] = 0.0f;
         for (t = 0; t < tiles; t++) { /* pass A */
             int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
             unsigned char *at = a + t * ch * TILE;
-            int64_t frame[TILE];
-            for (r = 0; r < TILE; r++)
-                frame[r] = ((r0 + r) % frames) * ch;
             for (c = 0; c < cin; c++)
                 for (r = 0; r < TILE; r++)
                     xt[c * TILE + r] = r < nr ? (int16_t)x_o[(r0 + r) * cin + c] : 0;
             for (co = 0; co < ch; co++) {
                 int32_t b0 = op->ints0 ? op->ints0[co] : 0;
+                unsigned char *ac = at + co * TILE;
+                float *ms = msum + co * frames; /* channel-major sums: runs of consecutive frames */
                 for (r = 0; r < TILE; r++)
                     acc[r] = b0;
                 tile_dot(acc, xt, cin, op->weights + co, ch);
+                requant_run(acc, TILE, shift1, lo1, hi1);
                 for (r = 0; r < TILE; r++) /* the code's byte: the tables' index */
-                    at[co * TILE + r] = (unsigned char)((uint32_t)requant_acc(acc[r], 1, shift1, lo1, hi1) & 0xFFu);
-                for (r = 0; r < nr; r++)
-                    msum[frame[r] + co] += op->table[at[co * TILE + r]];
+                    ac[r] = (unsigned char)((uint32_t)acc[r] & 0xFFu);
+                for (r = 0; r < nr;) { /* rows r0 + r.. of one group: frames fr.., in group order */
+                    int64_t fr = (r0 + r) % frames, len = nr - r < frames - fr ? nr - r : frames - fr, j;
+                    for (j = 0; j < len; j++)
+                        ms[fr + j] += op->table[ac[r + j]];
+                    r += len;
+                }
             }
         }
-        for (i = 0; i < frames * ch; i++) /* the mean, as reduce_mean: sum / n in float32 */
-            msum[i] = msum[i] / groups_f;
-        lmn_quant_values(msum, (int)(frames * ch), f[16], f[17], f[18], mq_o);
+        for (rr = 0; rr < frames; rr++) /* the mean, as reduce_mean: sum / n in float32; frame-major again */
+            for (c = 0; c < ch; c++)
+                mean[rr * ch + c] = msum[c * frames + rr] / groups_f;
+        lmn_quant_values(mean, (int)(frames * ch), f[16], f[17], f[18], mq_o);
         for (rr = 0; rr < frames; rr++) {
             const int32_t *xr = mq_o + rr * ch;
             for (co = 0; co < ch; co++)
@@ -674,8 +712,9 @@ static void tac(lmn_model *m, const lmn_op *op)
                 for (co = 0; co < ch; co++)
                     wide[co] += xv * wr[co];
             }
+            requant_run(wide, ch, shift2, lo2, hi2);
             for (co = 0; co < ch; co++)
-                b_o[rr * ch + co] = requant_acc(wide[co], 1, shift2, lo2, hi2);
+                b_o[rr * ch + co] = wide[co];
             for (co = 0; co < cout; co++)
                 wide[co] = op->ints3 ? op->ints3[co] : 0;
             for (c = 0; c < ch; c++) {
@@ -701,8 +740,10 @@ static void tac(lmn_model *m, const lmn_op *op)
                 for (r = 0; r < TILE; r++)
                     acc[r] = part[frame[r] + co];
                 tile_dot(acc, xt, ch, op->weights3 + co, cout);
+                if (has_out3)
+                    requant_run(acc, TILE, shift3, lo3, hi3);
                 for (r = 0; r < nr; r++)
-                    y_o[(r0 + r) * cout + co] = requant_acc(acc[r], has_out3, shift3, lo3, hi3);
+                    y_o[(r0 + r) * cout + co] = acc[r];
             }
         }
     }

@@ -614,7 +614,7 @@ static int read_op(checker *c, reader *r, lmn_op *op)
         lmn_quant_values(op->table2, 256, f[25], f[26], f[27], op->codes2);
         tiles = (rows + LMN_TILE - 1) / LMN_TILE;
         op->work_bytes = ((size_t)(tiles * ch * LMN_TILE) + 63) / 64 * 64 +
-                         ((size_t)(frames * ch) * sizeof(float) + 63) / 64 * 64 + (size_t)(frames * cout) * 4;
+                         ((size_t)(2 * frames * ch) * sizeof(float) + 63) / 64 * 64 + (size_t)(frames * cout) * 4;
         return 1;
     }
     default:
