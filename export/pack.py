@@ -41,12 +41,12 @@ MAX_RANK = 8
 # Kernel opcodes (runtime/native/FORMAT.md, "Kernels"); the C engine's enum has the same numbers.
 OP_QUANT_FLOAT, OP_REQUANT, OP_LINEAR, OP_CONV, OP_INORM, OP_ADD_INT, OP_BINARY_FLOAT = 1, 2, 3, 4, 5, 6, 7
 OP_PRELU_TABLE, OP_TABLE, OP_COPY, OP_ZERO, OP_REDUCE_MEAN, OP_RESIZE, OP_CONV_TRANSPOSE = 8, 9, 10, 11, 12, 13, 14
-OP_TAC, OP_PRELU_QUANT = 15, 16  # fused kernels (version 2), made by fuse() from the records above
+OP_TAC, OP_PRELU_QUANT, OP_GCBLOCK = 15, 16, 17  # fused kernels (version 2), made by fuse() from the records above
 # where each opcode's fields hold value ids (renumbering after fusion rewrites them)
 ID_FIELDS = {OP_QUANT_FLOAT: (0, 1), OP_REQUANT: (0, 1), OP_LINEAR: (0, 1), OP_CONV: (0, 1), OP_INORM: (0, 1),
              OP_ADD_INT: (0, 1, 2), OP_BINARY_FLOAT: (0, 1, 4), OP_PRELU_TABLE: (0, 1), OP_TABLE: (0, 1),
              OP_COPY: (0, 1), OP_ZERO: (0,), OP_REDUCE_MEAN: (0, 1), OP_RESIZE: (0, 1), OP_CONV_TRANSPOSE: (0, 1),
-             OP_TAC: (0, 1, 2, 3), OP_PRELU_QUANT: (0, 1)}
+             OP_TAC: (0, 1, 2, 3), OP_PRELU_QUANT: (0, 1), OP_GCBLOCK: (0, 1)}
 TAC_MAX_CHANNELS = 512  # the C kernel's stack tiles (LMN_TAC_MAX_CHANNELS)
 BINARY_CODES = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}
 RESIZE_TRANSFORMS = {"half_pixel": 0, "pytorch_half_pixel": 0, "align_corners": 1, "asymmetric": 2}
@@ -638,12 +638,71 @@ def _match_prelu_quant(program: Program, flow: _Flow, iq: int):
     return {ip}, fused
 
 
+def _match_gcblock(program: Program, flow: _Flow, ip: int):
+    """The GC-TCN convolution block ending at LINEAR record ip (the projection), as the golden graph lowers it:
+
+        h = PReLU+Quant(L_e(x)) (O T, Ch); g = Requant(Norm(h)) per block of T frames (channels last);
+        the same transposed to (O, Ch, T), depthwise Conv over T, transposed back; PReLU+Quant; Norm;
+        Requant; out = L_p(.)
+
+    Every norm is over one block's T x Ch codes, so the kernel runs block by block with the block in the
+    cache and without the transposes (the depthwise conv is computed channels-last: the same sums)."""
+    rec = program.records
+    lp = rec[ip]
+    if lp.opcode != OP_LINEAR:
+        return None
+    chain, want = [], [OP_REQUANT, OP_INORM, OP_PRELU_QUANT, OP_COPY, OP_CONV, OP_REQUANT, OP_COPY, OP_INORM,
+                       OP_PRELU_QUANT, OP_LINEAR]
+    vid, reader = lp.fields[1], ip
+    for opcode in want:
+        r = flow.only_writer(program, vid, opcode)
+        if r is None or not flow.read_only_by(vid, [reader]):
+            return None
+        reader = flow.writers[vid][0]
+        chain.append(r)
+        vid = r.fields[1]
+    rq2, n2, pq2, c2, cv, rq1, c1, n1, pq1, le = chain
+    rows, cin, ch = le.fields[2:5]
+    outer = n1.fields[2]
+    if not le.fields[6] or outer < 1 or rows % outer:
+        return None
+    frames = rows // outer
+    n = rows * ch
+    norm = [outer, frames * ch, ch, 1]
+    if n1.fields[2:6] != norm or n2.fields[2:6] != norm or lp.fields[2:4] != [rows, ch] or \
+            any(r.fields[2] != n for r in (pq1, pq2, rq1, rq2)):
+        return None
+    b, ci, t, co, k, stride, dil, padl, padr, groups, tout = cv.fields[2:13]
+    if [b, ci, t, co, stride, groups, tout] != [outer, ch, frames, ch, 1, ch, frames] or not cv.fields[14]:
+        return None
+    if c1.fields != _copy_fields(c1.fields[0], n1.fields[0], (outer, ch, frames), 0,
+                                 _contiguous_strides((outer, ch, frames)), 0, (frames * ch, 1, ch)) or \
+            c2.fields != _copy_fields(c2.fields[0], cv.fields[0], (outer, frames, ch), 0,
+                                      _contiguous_strides((outer, frames, ch)), 0, (frames * ch, 1, frames)):
+        return None
+    if max(cin, ch, lp.fields[4]) > TAC_MAX_CHANNELS:
+        return None
+    x, out = le.fields[1], lp.fields[0]
+    fields = [out, x, outer, frames, cin, ch, lp.fields[4],
+              le.fields[5], *le.fields[7:10],        # expand: has_bias, shift, lo, hi
+              *pq1.fields[3:8],                      # PReLU + Quant: e, signed, e_q, lo, hi
+              *n1.fields[6:8],                       # Norm: mean and norm fraction bits
+              *rq1.fields[3:6],                      # Requant: shift, lo, hi
+              k, dil, padl, padr, cv.fields[13], *cv.fields[15:18],  # depthwise conv
+              *pq2.fields[3:8], *n2.fields[6:8], *rq2.fields[3:6],
+              lp.fields[5], *lp.fields[6:]]          # projection: has_bias, has_out[, shift, lo, hi]
+    blobs = le.blobs + pq1.blobs + n1.blobs + cv.blobs + pq2.blobs + n2.blobs + lp.blobs
+    index = {id(r): i for i, r in enumerate(rec)}
+    return {index[id(r)] for r in chain}, Record(OP_GCBLOCK, fields, blobs, [x], [out], lp.stage)
+
+
 def fuse(program: Program, keep: set) -> dict:
-    """Rewrites the records into fused kernels where a pattern matches (TAC blocks, then PReLU + Quant);
+    """Rewrites the records into fused kernels where a pattern matches (TAC blocks, PReLU + Quant, then GC-TCN
+    convolution blocks, which contain two of the latter);
     returns how many of each. The fused kernel takes the place of the pattern's last record; the values only
     the pattern used disappear from the program (renumber() drops them)."""
     counts = {}
-    for name, match in (("tac", _match_tac), ("prelu_quant", _match_prelu_quant)):
+    for name, match in (("tac", _match_tac), ("prelu_quant", _match_prelu_quant), ("gcblock", _match_gcblock)):
         flow = _Flow(program, keep)
         drop, replace = set(), {}
         for i in range(len(program.records)):
@@ -678,7 +737,8 @@ def renumber(program: Program, keep: list) -> dict:
 
 # ---------------------------------------------------------------- arena and file
 def _allocate(program: Program, inputs: list, output: int) -> int:
-    """Static arena offsets from value lifetimes (first fit); returns the arena size in elements."""
+    """Static arena offsets from value lifetimes; returns the arena size in elements. Values whose lifetimes
+    do not overlap share memory; an output written in place of its dying operand shares its slot."""
     for vid in inputs:
         program.values[vid].first = -1
     for i, record in enumerate(program.records):
@@ -690,22 +750,81 @@ def _allocate(program: Program, inputs: list, output: int) -> int:
         for vid in used:
             program.values[vid].last = max(program.values[vid].last, i)
     program.values[output].last = len(program.records)
-    live: list = []  # (offset, size, vid)
+    writers: dict = {}
+    for i, record in enumerate(program.records):
+        for vid in record.outputs:
+            writers.setdefault(vid, []).append(i)
+    # values that share a slot (an output written in place of its dying operand), as groups
+    group = list(range(len(program.values)))
+
+    def root(v):
+        while group[v] != v:
+            group[v] = group[group[v]]
+            v = group[v]
+        return v
+
+    for vid in sorted(range(len(program.values)), key=lambda v: program.values[v].first):
+        source = _in_place_source(program, vid, writers)
+        if source is not None:
+            group[vid] = root(source)
+    members: dict = {}
+    for vid in range(len(program.values)):
+        members.setdefault(root(vid), []).append(vid)
+    slots = []  # (size, first, last, members)
+    for vids in members.values():
+        vs = [program.values[v] for v in vids]
+        size = -(-max(max(v.size for v in vs), 1) // ALIGN) * ALIGN
+        slots.append((size, min(v.first for v in vs), max(v.last for v in vs), vids))
+    # greedy by size: the largest slot first, each at the lowest offset free over its lifetime
+    placed: list = []  # (offset, size, first, last)
     top = 0
-    events = sorted(range(len(program.values)), key=lambda v: program.values[v].first)
-    for vid in events:
-        v = program.values[vid]
-        live = [(o, s, u) for o, s, u in live if program.values[u].last >= v.first]
-        size = -(-max(v.size, 1) // ALIGN) * ALIGN
+    for size, first, last, vids in sorted(slots, key=lambda s: (-s[0], s[1])):
+        busy = sorted((o, o + sz) for o, sz, f, l in placed if f <= last and first <= l)
         offset = 0
-        for o, s, _ in sorted(live):
-            if o - offset >= size:
+        for lo, hi in busy:
+            if lo - offset >= size:
                 break
-            offset = max(offset, o + s)
-        v.offset = offset
-        live.append((offset, size, vid))
+            offset = max(offset, hi)
+        placed.append((offset, size, first, last))
+        for v in vids:
+            program.values[v].offset = offset
         top = max(top, offset + size)
     return top
+
+
+# Kernels whose element i of the output depends on element i of the operand alone (or, integer_norm, on
+# its row, which it reads whole before writing): the output may take the operand's place when the
+# operand dies there. Binary kernels qualify with an operand read contiguously; the fused TAC and GC-TCN
+# kernels too (see _in_place_source).
+_IN_PLACE = {OP_QUANT_FLOAT, OP_REQUANT, OP_PRELU_TABLE, OP_TABLE, OP_PRELU_QUANT, OP_INORM}
+
+
+def _in_place_source(program: Program, vid: int, writers: dict) -> "int | None":
+    v = program.values[vid]
+    if len(writers.get(vid, [])) != 1 or v.first < 0:
+        return None
+    record = program.records[v.first]
+    candidates = []
+    if record.opcode in _IN_PLACE:
+        candidates = [record.fields[1]]
+    elif record.opcode in (OP_TAC, OP_GCBLOCK) and vid == record.fields[0]:
+        # one outer block at a time: its input rows are read whole (into the kernel's scratch) before its
+        # output rows are written, and with C_in == C_out those are the same elements
+        candidates = [record.fields[1]]
+    elif record.opcode in (OP_ADD_INT, OP_BINARY_FLOAT):
+        f = record.fields
+        rank_at = 6 if record.opcode == OP_ADD_INT else 8
+        rank = f[rank_at]
+        dims = f[rank_at + 1:rank_at + 1 + rank]
+        sa, sb = f[rank_at + 1 + rank:rank_at + 1 + 2 * rank], f[rank_at + 1 + 2 * rank:rank_at + 1 + 3 * rank]
+        contiguous = list(_contiguous_strides(dims))
+        a, b = (f[1], f[2]) if record.opcode == OP_ADD_INT else (f[1], f[4])
+        candidates = [u for u, st in ((a, sa), (b, sb)) if st == contiguous]
+    for u in candidates:
+        src = program.values[u]
+        if src.last == v.first and src.size == v.size and len(writers.get(u, [0])) <= 1:
+            return u
+    return None
 
 
 @dataclass(frozen=True)

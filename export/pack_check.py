@@ -29,13 +29,15 @@ def _digest(array: np.ndarray) -> bytes:
 
 
 def compare_with_golden(qonnx_path: "str | Path", inputs: dict, packed_path: "str | Path | None" = None,
-                        threads: int = 1, keep_codes: bool = True) -> dict:
+                        threads: int = 1, keep_codes: bool = True, fusion: bool = True) -> dict:
     """inputs: {name: array with batch axis}. Writes the packed file to packed_path if given. With
     keep_codes=False integer tensors are compared by a 128-bit digest of their codes (for long inputs,
-    whose copies would not fit in memory): int_mismatches then counts the values of mismatched tensors."""
+    whose copies would not fit in memory): int_mismatches then counts the values of mismatched tensors.
+    fusion=False packs one kernel per golden op, so that every intermediate tensor is compared; with
+    fusion (the shipped file) the tensors inside a fused kernel do not exist and its outputs are compared."""
     from limuse_runtime.native import NativeModel
     graph = lower(load_graph(qonnx_path))
-    packed: Packed = pack_graph(graph, {"source": Path(qonnx_path).name})
+    packed: Packed = pack_graph(graph, {"source": Path(qonnx_path).name}, fusion=fusion)
     path = Path(packed_path) if packed_path else Path(str(qonnx_path).replace(".qonnx.onnx", "") + ".check.packed.bin")
     path.write_bytes(packed.data)
     model = NativeModel(path)
@@ -65,7 +67,8 @@ def compare_with_golden(qonnx_path: "str | Path", inputs: dict, packed_path: "st
     model.observe(None)
 
     stats = {"int_tensors": 0, "int_values": 0, "int_mismatches": 0, "float_tensors": 0, "float_mismatched": [],
-             "mismatched": [], "native_s": native_s, "bytes": len(packed.data)}
+             "mismatched": [], "native_s": native_s, "bytes": len(packed.data), "fused": packed.fused,
+             "scratch_bytes": model.scratch_bytes}
     values = dict(graph.constants)
     values.update({n: np.asarray(v, np.float32) for n, v in inputs.items()})
     ctx = _RunContext({}, None)

@@ -12,7 +12,7 @@
 
 static const char *const KERNEL_NAMES[OP_COUNT] = {
     "", "quant_float", "requant", "linear", "conv", "integer_norm", "add_int", "binary_float", "prelu_table",
-    "table", "copy", "zero", "reduce_mean", "resize", "conv_transpose", "tac", "prelu_quant"};
+    "table", "copy", "zero", "reduce_mean", "resize", "conv_transpose", "tac", "prelu_quant", "gcblock"};
 
 static double now(void)
 {

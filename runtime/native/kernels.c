@@ -307,77 +307,81 @@ static void conv(lmn_model *m, const lmn_op *op)
 }
 
 /* ---------------------------------------------------------------- integer norm (ops.integer_norm) */
+/* One row of n codes (ops.integer_norm); channel c = (i / inner) mod channels. */
+static void norm_row(const int32_t *xr, int32_t *yr, int64_t n, int64_t channels, int64_t inner, int fm, int fn,
+                     const int32_t *gamma, const int32_t *beta)
+{
+    /* 8-bit input codes (the packer checked): every d = (q << F) - mean and d << P fits int32 */
+    int64_t i, sum = 0, var = 0, sd, o, c, j, outer = n / (channels * inner);
+    int32_t mean, lo, hi;
+    double dsd;
+    for (i = 0; i < n; i++)
+        sum += xr[i];
+    mean = (int32_t)divide_half_even(sum * ((int64_t)1 << fm), n);
+    for (i = 0; i < n; i++) {
+        int32_t d = xr[i] * (1 << fm) - mean;
+        var += (int64_t)d * d;
+    }
+    var /= n;
+    sd = isqrt64(var);
+    if (sd < 1)
+        sd = 1;
+    dsd = (double)sd;
+
+    /* the double quotient rounded half to even is the exact rdiv: a tie k + 1/2 is representable and
+     * any other quotient lies 1 / (2 sd) from one, beyond the division's error (|d << P| < 2^52).
+     * A row has at most 511 distinct codes (8-bit, either signedness) and usually more elements than
+     * that: then the quotient of each code in [lo, hi] is computed once, into a table. */
+    lo = hi = xr[0];
+    for (i = 1; i < n; i++) {
+        lo = xr[i] < lo ? xr[i] : lo;
+        hi = xr[i] > hi ? xr[i] : hi;
+    }
+    if ((int64_t)hi - lo + 1 < n && (int64_t)hi - lo < 512) {
+        int32_t q[512];
+        for (i = 0; i <= hi - lo; i++) {
+            int32_t d = ((lo + (int32_t)i) * (1 << fm) - mean) * (1 << fn);
+            q[i] = (int32_t)round_half_even_double((double)d / dsd);
+        }
+        if (inner == 1) {
+            for (o = 0; o < outer; o++) {
+                const int32_t *xs = xr + o * channels;
+                int32_t *ys = yr + o * channels;
+                for (c = 0; c < channels; c++)
+                    ys[c] = q[xs[c] - lo] * gamma[c] + beta[c];
+            }
+        } else {
+            for (o = 0; o < outer; o++)
+                for (c = 0; c < channels; c++) {
+                    const int32_t *xs = xr + (o * channels + c) * inner;
+                    int32_t *ys = yr + (o * channels + c) * inner, g = gamma[c], b = beta[c];
+                    for (j = 0; j < inner; j++)
+                        ys[j] = q[xs[j] - lo] * g + b;
+                }
+        }
+        return;
+    }
+    for (o = 0; o < outer; o++)
+        for (c = 0; c < channels; c++) {
+            const int32_t *xs = xr + (o * channels + c) * inner;
+            int32_t *ys = yr + (o * channels + c) * inner, g = gamma[c], b = beta[c];
+            for (j = 0; j < inner; j++) {
+                int32_t d = (xs[j] * (1 << fm) - mean) * (1 << fn);
+                ys[j] = (int32_t)round_half_even_double((double)d / dsd) * g + b;
+            }
+        }
+}
+
 static void integer_norm(lmn_model *m, const lmn_op *op)
 {
     const int32_t *x = INT_AT(m, op->f[1]);
     int32_t *y = INT_AT(m, op->f[0]);
-    int64_t rows = op->f[2], n = op->f[3], channels = op->f[4], inner = op->f[5], row;
-    int fm = (int)op->f[6], fn = (int)op->f[7];
-    const int32_t *gamma = op->ints0, *beta = op->ints1;
+    int64_t rows = op->f[2], n = op->f[3], row;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
-    for (row = 0; row < rows; row++) {
-        /* 8-bit input codes (the packer checked): every d = (q << F) - mean and d << P fits int32 */
-        const int32_t *xr = x + row * n;
-        int32_t *yr = y + row * n;
-        int64_t i, sum = 0, var = 0, sd, o, c, j, outer = n / (channels * inner);
-        int32_t mean, lo, hi;
-        double dsd;
-        for (i = 0; i < n; i++)
-            sum += xr[i];
-        mean = (int32_t)divide_half_even(sum * ((int64_t)1 << fm), n);
-        for (i = 0; i < n; i++) {
-            int32_t d = xr[i] * (1 << fm) - mean;
-            var += (int64_t)d * d;
-        }
-        var /= n;
-        sd = isqrt64(var);
-        if (sd < 1)
-            sd = 1;
-        dsd = (double)sd;
-
-        /* the double quotient rounded half to even is the exact rdiv: a tie k + 1/2 is representable and
-         * any other quotient lies 1 / (2 sd) from one, beyond the division's error (|d << P| < 2^52).
-         * A row has at most 511 distinct codes (8-bit, either signedness) and usually more elements than
-         * that: then the quotient of each code in [lo, hi] is computed once, into a table. */
-        lo = hi = xr[0];
-        for (i = 1; i < n; i++) {
-            lo = xr[i] < lo ? xr[i] : lo;
-            hi = xr[i] > hi ? xr[i] : hi;
-        }
-        if ((int64_t)hi - lo + 1 < n && (int64_t)hi - lo < 512) {
-            int32_t q[512];
-            for (i = 0; i <= hi - lo; i++) {
-                int32_t d = ((lo + (int32_t)i) * (1 << fm) - mean) * (1 << fn);
-                q[i] = (int32_t)round_half_even_double((double)d / dsd);
-            }
-            if (inner == 1) {
-                for (i = 0, c = 0; i < n; i++) {
-                    yr[i] = q[xr[i] - lo] * gamma[c] + beta[c];
-                    c = c + 1 == channels ? 0 : c + 1;
-                }
-            } else {
-                for (o = 0; o < outer; o++)
-                    for (c = 0; c < channels; c++) {
-                        const int32_t *xs = xr + (o * channels + c) * inner;
-                        int32_t *ys = yr + (o * channels + c) * inner, g = gamma[c], b = beta[c];
-                        for (j = 0; j < inner; j++)
-                            ys[j] = q[xs[j] - lo] * g + b;
-                    }
-            }
-            continue;
-        }
-        for (o = 0; o < outer; o++)
-            for (c = 0; c < channels; c++) {
-                const int32_t *xs = xr + (o * channels + c) * inner;
-                int32_t *ys = yr + (o * channels + c) * inner, g = gamma[c], b = beta[c];
-                for (j = 0; j < inner; j++) {
-                    int32_t d = (xs[j] * (1 << fm) - mean) * (1 << fn);
-                    ys[j] = (int32_t)round_half_even_double((double)d / dsd) * g + b;
-                }
-            }
-    }
+    for (row = 0; row < rows; row++)
+        norm_row(x + row * n, y + row * n, n, op->f[4], op->f[5], (int)op->f[6], (int)op->f[7], op->ints0, op->ints1);
 }
 
 /* ---------------------------------------------------------------- elementwise over strided views */
@@ -629,6 +633,21 @@ static void tile_dot(int32_t *acc, const int16_t *xt, int64_t cin, const int8_t 
     }
 }
 
+/* the same in int16 (16 lanes), where a static bound proves |acc| < 2^15 at every step */
+static void tile_dot16(int16_t *acc, const int16_t *xt, int64_t cin, const int8_t *w, int64_t stride)
+{
+    int64_t ci;
+    int r;
+    for (ci = 0; ci < cin; ci++) {
+        int16_t wv = w[ci * stride];
+        const int16_t *xs = xt + ci * TILE;
+        if (wv == 0)
+            continue;
+        for (r = 0; r < TILE; r++)
+            acc[r] = (int16_t)(acc[r] + wv * xs[r]);
+    }
+}
+
 /* The TAC block (export/pack.py, _match_tac) of one outer index o at a time, so that its (K x R, Ch)
  * hidden codes stay in the cache instead of four full-size tensors in the arena:
  *   pass A: a = L1(x) per tile of rows (channel-major), kept as bytes; the float32 sum over the K groups
@@ -647,7 +666,7 @@ static void tac(lmn_model *m, const lmn_op *op)
     int shift1 = (int)f[11], shift2 = (int)f[20], has_out3 = (int)f[29], shift3 = has_out3 ? (int)f[30] : 0;
     int32_t lo1 = (int32_t)f[12], hi1 = (int32_t)f[13], lo2 = (int32_t)f[21], hi2 = (int32_t)f[22];
     int32_t lo3 = has_out3 ? (int32_t)f[31] : 0, hi3 = has_out3 ? (int32_t)f[32] : 0;
-    float groups_f = (float)groups;
+    float groups_f = (float)groups, scale1 = exp2_int(f[14]), slope1 = op->floats0[0];
     size_t a_bytes = (size_t)(tiles * ch * TILE), msum_at = (a_bytes + 63) / 64 * 64;
     size_t part_at = msum_at + ((size_t)(2 * frames * ch) * sizeof(float) + 63) / 64 * 64;
 #ifdef _OPENMP
@@ -661,6 +680,8 @@ static void tac(lmn_model *m, const lmn_op *op)
         const int32_t *x_o = x + o * rows * cin;
         int16_t xt[TILE_CHANNELS * TILE];
         int32_t acc[TILE], wide[TILE_CHANNELS];
+        int16_t acc16[TILE];
+        float pa[TILE];
         int64_t t, r, c, co, i, rr;
 #ifdef _OPENMP
         thread = omp_get_thread_num();
@@ -682,16 +703,29 @@ static void tac(lmn_model *m, const lmn_op *op)
                 int32_t b0 = op->ints0 ? op->ints0[co] : 0;
                 unsigned char *ac = at + co * TILE;
                 float *ms = msum + co * frames; /* channel-major sums: runs of consecutive frames */
-                for (r = 0; r < TILE; r++)
-                    acc[r] = b0;
-                tile_dot(acc, xt, cin, op->weights + co, ch);
+                if (op->narrow & 1) { /* L1's bound below 2^15 (checked at load) */
+                    for (r = 0; r < TILE; r++)
+                        acc16[r] = (int16_t)b0;
+                    tile_dot16(acc16, xt, cin, op->weights + co, ch);
+                    for (r = 0; r < TILE; r++)
+                        acc[r] = acc16[r];
+                } else {
+                    for (r = 0; r < TILE; r++)
+                        acc[r] = b0;
+                    tile_dot(acc, xt, cin, op->weights + co, ch);
+                }
                 requant_run(acc, TILE, shift1, lo1, hi1);
                 for (r = 0; r < TILE; r++) /* the code's byte: the tables' index */
                     ac[r] = (unsigned char)((uint32_t)acc[r] & 0xFFu);
+                for (r = 0; r < TILE; r++) { /* its PReLU, = op->table[byte]: the same float32 operations */
+                    /* v < 0 iff the code is (scale > 0), and v * 1 is v: a select, which gcc vectorises */
+                    float s = acc[r] < 0 ? slope1 : 1.0f;
+                    pa[r] = ((float)acc[r] * scale1) * s;
+                }
                 for (r = 0; r < nr;) { /* rows r0 + r.. of one group: frames fr.., in group order */
                     int64_t fr = (r0 + r) % frames, len = nr - r < frames - fr ? nr - r : frames - fr, j;
                     for (j = 0; j < len; j++)
-                        ms[fr + j] += op->table[ac[r + j]];
+                        ms[fr + j] += pa[r + j];
                     r += len;
                 }
             }
@@ -737,14 +771,111 @@ static void tac(lmn_model *m, const lmn_op *op)
             for (r = 0; r < TILE; r++)
                 frame[r] = ((r0 + r) % frames) * cout;
             for (co = 0; co < cout; co++) {
-                for (r = 0; r < TILE; r++)
-                    acc[r] = part[frame[r] + co];
-                tile_dot(acc, xt, ch, op->weights3 + co, cout);
+                if (op->narrow & 2) { /* the first half of L3 alone below 2^15; then the per-frame part */
+                    for (r = 0; r < TILE; r++)
+                        acc16[r] = 0;
+                    tile_dot16(acc16, xt, ch, op->weights3 + co, cout);
+                    for (r = 0; r < TILE; r++)
+                        acc[r] = part[frame[r] + co] + acc16[r];
+                } else {
+                    for (r = 0; r < TILE; r++)
+                        acc[r] = part[frame[r] + co];
+                    tile_dot(acc, xt, ch, op->weights3 + co, cout);
+                }
                 if (has_out3)
                     requant_run(acc, TILE, shift3, lo3, hi3);
                 for (r = 0; r < nr; r++)
                     y_o[(r0 + r) * cout + co] = acc[r];
             }
+        }
+    }
+}
+
+/* acc[t] += sum_ci w[ci * wstride] * x[ci * stride + t] for t < len: rows of one block, channel-major */
+static void rows_dot(int32_t *acc, const int32_t *x, int64_t stride, int64_t cin, int64_t len, const int8_t *w,
+                     int64_t wstride)
+{
+    int64_t ci, t;
+    for (ci = 0; ci < cin; ci++) {
+        int32_t wv = w[ci * wstride];
+        const int32_t *xs = x + ci * stride;
+        if (wv == 0)
+            continue;
+        for (t = 0; t < len; t++)
+            acc[t] += wv * xs[t];
+    }
+}
+
+/* The GC-TCN convolution block (export/pack.py, _match_gcblock), one block of T frames at a time in the
+ * thread's scratch, channel-major (C x T: a weight is a broadcast over the block's frames):
+ *   h = PReLU+Quant(requant(x W_e + b_e)); g = requant(norm(h)); h = requant(b_c + depthwise conv of g over
+ *   the frames, zero-padded); h = PReLU+Quant(h); g = requant(norm(h)); out = [requant](g W_p + b_p).
+ * The norms' statistics are sums (any order); each element is normalised with its own channel's gamma. */
+static void gcblock(lmn_model *m, const lmn_op *op)
+{
+    const int64_t *f = op->f;
+    const int32_t *x = INT_AT(m, f[1]);
+    int32_t *y = INT_AT(m, f[0]);
+    int64_t outer = f[2], frames = f[3], cin = f[4], ch = f[5], cout = f[6], taps = f[21], dil = f[22];
+    int64_t padl = f[23], n = frames * ch, o;
+    int has_out = (int)f[40];
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (o = 0; o < outer; o++) {
+        int thread = 0;
+        int32_t *h, *g, *xt, *acc, *yo = y + o * frames * cout;
+        const int32_t *xo = x + o * frames * cin;
+        int64_t t, c, ci, co, i, j;
+#ifdef _OPENMP
+        thread = omp_get_thread_num();
+#endif
+        h = (int32_t *)(m->work + (size_t)thread * m->work_per_thread);
+        g = h + n;
+        xt = g + n;
+        acc = xt + cin * frames;
+        for (ci = 0; ci < cin; ci++) /* the block's input, channel-major */
+            for (t = 0; t < frames; t++)
+                xt[ci * frames + t] = xo[t * cin + ci];
+        for (co = 0; co < ch; co++) { /* expand */
+            int32_t *hc = h + co * frames, b0 = op->ints0 ? op->ints0[co] : 0;
+            for (t = 0; t < frames; t++)
+                hc[t] = b0;
+            rows_dot(hc, xt, frames, cin, frames, op->weights + co, ch);
+        }
+        requant_run(h, n, (int)f[8], (int32_t)f[9], (int32_t)f[10]);
+        for (i = 0; i < n; i++)
+            h[i] = op->codes1[(uint32_t)h[i] & 0xFFu];
+        norm_row(h, g, n, ch, frames, (int)f[16], (int)f[17], op->norm[0], op->norm[1]);
+        requant_run(g, n, (int)f[18], (int32_t)f[19], (int32_t)f[20]);
+        for (c = 0; c < ch; c++) { /* depthwise conv over the frames, zero-padded */
+            int32_t *hc = h + c * frames, b0 = op->ints2 ? op->ints2[c] : 0;
+            const int32_t *gc = g + c * frames;
+            for (t = 0; t < frames; t++)
+                hc[t] = b0;
+            for (j = 0; j < taps; j++) {
+                int64_t off = j * dil - padl, first = off < 0 ? -off : 0, last = off > 0 ? frames - 1 - off : frames - 1;
+                int32_t w = op->weights2[j * ch + c];
+                if (w == 0)
+                    continue;
+                for (t = first; t <= last; t++)
+                    hc[t] += w * gc[t + off];
+            }
+        }
+        requant_run(h, n, (int)f[26], (int32_t)f[27], (int32_t)f[28]);
+        for (i = 0; i < n; i++)
+            h[i] = op->codes2[(uint32_t)h[i] & 0xFFu];
+        norm_row(h, g, n, ch, frames, (int)f[34], (int)f[35], op->norm[2], op->norm[3]);
+        requant_run(g, n, (int)f[36], (int32_t)f[37], (int32_t)f[38]);
+        for (co = 0; co < cout; co++) { /* project, back to frames x channels */
+            int32_t b0 = op->ints3 ? op->ints3[co] : 0;
+            for (t = 0; t < frames; t++)
+                acc[t] = b0;
+            rows_dot(acc, g, frames, ch, frames, op->weights3 + co, cout);
+            if (has_out)
+                requant_run(acc, frames, (int)f[41], (int32_t)f[42], (int32_t)f[43]);
+            for (t = 0; t < frames; t++)
+                yo[t * cout + co] = acc[t];
         }
     }
 }
@@ -768,6 +899,7 @@ int lmn_execute(lmn_model *m, const lmn_op *op)
     case OP_CONV_TRANSPOSE: conv_transpose(m, op); break;
     case OP_TAC: tac(m, op); break;
     case OP_PRELU_QUANT: prelu_quant(m, op); break;
+    case OP_GCBLOCK: gcblock(m, op); break;
     default: return 1;
     }
     return 0;

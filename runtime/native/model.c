@@ -608,6 +608,10 @@ static int read_op(checker *c, reader *r, lmn_op *op)
             layer_bound(op->weights3, op->ints3, 2 * ch, cout) >= ((int64_t)1 << 31) ||
             f[26] < -128 || f[27] > 255)
             return fail_record(c, "TAC accumulator bound beyond int32");
+        /* int16 accumulation where it cannot overflow: L1 (codes of 8 bits: 256 x column sum + |bias|), and
+         * the first half of L3 alone (no bias; its second half and bias are added in int32) */
+        op->narrow = (layer_bound(op->weights, op->ints0, cin, ch) < 32768 ? 1 : 0) |
+                     (layer_bound(op->weights3, NULL, ch, cout) < 32768 ? 2 : 0);
         lmn_prelu_values(f[14], (int)f[15], op->floats0[0], op->table);
         lmn_prelu_values(f[23], (int)f[24], op->floats1[0], op->table2);
         lmn_quant_values(op->table, 256, f[25], f[26], f[27], op->codes1);
@@ -615,6 +619,80 @@ static int read_op(checker *c, reader *r, lmn_op *op)
         tiles = (rows + LMN_TILE - 1) / LMN_TILE;
         op->work_bytes = ((size_t)(tiles * ch * LMN_TILE) + 63) / 64 * 64 +
                          ((size_t)(2 * frames * ch) * sizeof(float) + 63) / 64 * 64 + (size_t)(frames * cout) * 4;
+        return 1;
+    }
+    case OP_GCBLOCK: { /* FORMAT.md: 41 fields (+3 if the projection requantizes), then the arrays */
+        int64_t outer, frames, cin, ch, cout, taps, wide, j, q;
+        /* each field's range; 0 as the upper end stands for BIG */
+        static const int64_t lo_f[41] = {0, 0, 1, 1, 1, 1, 1, 0, -62, -65536, -65536, -126, 0, -126, -255, -255,
+                                         0, 0, -62, -255, -255, 1, 1, 0, 0, 0, -62, -65536, -65536, -126, 0, -126,
+                                         -255, -255, 0, 0, -62, -255, -255, 0, 0};
+        static const int64_t hi_f[41] = {0, 0, 0, 0, LMN_TILE_CHANNELS, LMN_TILE_CHANNELS, LMN_TILE_CHANNELS, 1, 62,
+                                         65536, 65536, 126, 1, 126, 255, 255, 8, 16, 62, 255, 255, 4096, 65536,
+                                         65536, 65536, 1, 62, 65536, 65536, 126, 1, 126, 255, 255, 8, 16, 62, 255,
+                                         255, 1, 1};
+        for (i = 0; i < 41; i++)
+            f[i] = read_in(r, lo_f[i], hi_f[i] ? hi_f[i] : BIG);
+        if (f[40]) {
+            f[41] = read_in(r, -62, 62);
+            f[42] = read_in(r, -65536, 65536);
+            f[43] = read_in(r, -65536, 65536);
+        }
+        if (r->failed)
+            return fail_record(c, "truncated fields");
+        op->n_fields = f[40] ? 44 : 41;
+        outer = f[2], frames = f[3], cin = f[4], ch = f[5], cout = f[6], taps = f[21];
+        wide = ch > cout ? ch : cout;
+        if (outer > BIG / frames || outer * frames > BIG / (cin > wide ? cin : wide) || frames > BIG / (2 * ch + cin + 1) ||
+            f[23] + f[24] != f[22] * (taps - 1))
+            return fail_record(c, "bad GC-TCN block geometry");
+        if (!byte_codes(f[9], f[10], f[12]) || !byte_codes(f[27], f[28], f[30]) || f[14] > f[15] ||
+            f[19] > f[20] || f[32] > f[33] || f[37] > f[38] || (f[40] && f[42] > f[43]))
+            return fail_record(c, "bad GC-TCN block code ranges");
+        if (!value_ok(c, f[0], KIND_INT, outer * frames * cout, "output") ||
+            !value_ok(c, f[1], KIND_INT, outer * frames * cin, "input"))
+            return 0;
+        op->weights = read_weights(r, cin * ch);
+        op->ints0 = op->weights && f[7] ? read_ints(r, ch) : NULL;
+        op->floats0 = op->weights && (op->ints0 || !f[7]) ? read_floats(r, 1) : NULL;
+        op->norm[0] = op->floats0 ? read_ints(r, ch) : NULL;
+        op->norm[1] = op->norm[0] ? read_ints(r, ch) : NULL;
+        op->weights4 = op->norm[1] ? read_weights(r, ch * taps) : NULL;
+        op->ints2 = op->weights4 && f[25] ? read_ints(r, ch) : NULL;
+        op->floats1 = op->weights4 && (op->ints2 || !f[25]) ? read_floats(r, 1) : NULL;
+        op->norm[2] = op->floats1 ? read_ints(r, ch) : NULL;
+        op->norm[3] = op->norm[2] ? read_ints(r, ch) : NULL;
+        op->weights3 = op->norm[3] ? read_weights(r, ch * cout) : NULL;
+        op->ints3 = op->weights3 && f[39] ? read_ints(r, cout) : NULL;
+        if (op->weights3 == NULL || (f[39] && op->ints3 == NULL))
+            return fail_record(c, "bad GC-TCN block arrays");
+        op->weights2 = (int8_t *)malloc((size_t)(ch * taps)); /* (Ch, 1, taps) -> (taps, Ch): channels last */
+        if (op->weights2 == NULL)
+            return fail_record(c, "out of memory");
+        for (j = 0; j < taps; j++)
+            for (i = 0; i < ch; i++)
+                op->weights2[j * ch + i] = op->weights4[i * taps + j];
+        for (q = 0; q < 2; q++) { /* the norms' output bound, as the packer's (IntegerNorm) */
+            int64_t gmax = 0, bmax = 0, fm = f[q ? 34 : 16], fn = f[q ? 35 : 17];
+            for (i = 0; i < ch; i++) {
+                int64_t gv = op->norm[2 * q][i], bv = op->norm[2 * q + 1][i];
+                gmax = gv < 0 ? (-gv > gmax ? -gv : gmax) : (gv > gmax ? gv : gmax);
+                bmax = bv < 0 ? (-bv > bmax ? -bv : bmax) : (bv > bmax ? bv : bmax);
+            }
+            /* |d << P| < 2^(9 + F + P) must fit int32, and so must 255 2^(F+P) max|gamma| + max|beta| */
+            if (fm + fn > 22 || bmax >= ((int64_t)1 << 31) - 1 ||
+                gmax > (((int64_t)1 << 31) - 1 - bmax) / ((int64_t)255 << (fm + fn)))
+                return fail_record(c, "GC-TCN norm bound beyond int32");
+        }
+        if (layer_bound(op->weights, op->ints0, cin, ch) >= ((int64_t)1 << 31) ||
+            layer_bound(op->weights2, op->ints2, taps, ch) >= ((int64_t)1 << 31) ||
+            layer_bound(op->weights3, op->ints3, ch, cout) >= ((int64_t)1 << 31))
+            return fail_record(c, "GC-TCN block accumulator bound beyond int32");
+        lmn_prelu_values(f[11], (int)f[12], op->floats0[0], op->table);
+        lmn_quant_values(op->table, 256, f[13], f[14], f[15], op->codes1);
+        lmn_prelu_values(f[29], (int)f[30], op->floats1[0], op->table2);
+        lmn_quant_values(op->table2, 256, f[31], f[32], f[33], op->codes2);
+        op->work_bytes = (size_t)((2 * ch + cin + 1) * frames) * 4; /* h, g, the input and a row, channel-major */
         return 1;
     }
     default:
@@ -825,7 +903,7 @@ int lmn_load_file(const char *path, lmn_model **model, char *err, size_t err_len
 
 void lmn_free(lmn_model *m)
 {
-    int i;
+    int i, j;
     if (m == NULL)
         return;
     for (i = 0; m->ops != NULL && i < m->n_ops; i++) {
@@ -838,6 +916,9 @@ void lmn_free(lmn_model *m)
         free(m->ops[i].weights3);
         free(m->ops[i].ints2);
         free(m->ops[i].ints3);
+        free(m->ops[i].weights4);
+        for (j = 0; j < 4; j++)
+            free(m->ops[i].norm[j]);
     }
     free(m->ops);
     free(m->values);

@@ -9,7 +9,7 @@
 
 enum {
     OP_QUANT_FLOAT = 1, OP_REQUANT, OP_LINEAR, OP_CONV, OP_INORM, OP_ADD_INT, OP_BINARY_FLOAT, OP_PRELU_TABLE,
-    OP_TABLE, OP_COPY, OP_ZERO, OP_REDUCE_MEAN, OP_RESIZE, OP_CONV_TRANSPOSE, OP_TAC, OP_PRELU_QUANT, OP_COUNT
+    OP_TABLE, OP_COPY, OP_ZERO, OP_REDUCE_MEAN, OP_RESIZE, OP_CONV_TRANSPOSE, OP_TAC, OP_PRELU_QUANT, OP_GCBLOCK, OP_COUNT
 };
 
 /* The fused kernels' stack tiles: rows per tile, and the most channels a tiled layer may have. */
@@ -46,13 +46,16 @@ typedef struct {
     float *floats0, *floats1; /* slope (PRELU_TABLE), table (TABLE), w_lo/w_hi (RESIZE), w/bias (CONV_T) */
     float table[256];        /* PRELU_TABLE, TAC (PReLU of L1's codes): filled at load */
     int narrow;              /* LINEAR: |acc| < 2^15 proven at load (int16 accumulators) */
-    /* TAC: the second and third layers, the PReLU of L2's codes, and the code -> code tables of the
+    /* GCBLOCK: weights/ints0/floats0/codes1 expand + first PReLU, weights2 (taps, Ch)/ints2/floats1/codes2
+     * the depthwise conv + second PReLU, weights3/ints3 the projection.
+     * TAC: the second and third layers, the PReLU of L2's codes, and the code -> code tables of the
      * concatenation's Quant (of L1's and of L2's codes); PRELU_QUANT: codes1 */
-    int8_t *weights2, *weights3;
+    int8_t *weights2, *weights3, *weights4; /* weights4: GCBLOCK's conv weights as in the file */
     int32_t *ints2, *ints3;
     float table2[256];
     int32_t codes1[256], codes2[256];
-    size_t work_bytes; /* TAC: per-thread scratch */
+    int32_t *norm[4]; /* GCBLOCK: gamma and beta of its two norms */
+    size_t work_bytes; /* TAC, GCBLOCK: per-thread scratch */
 } lmn_op;
 
 struct lmn_model {

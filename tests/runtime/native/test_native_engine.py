@@ -20,13 +20,17 @@ from limuse_runtime.native.build import HERE, SOURCES
 RUNNER = "limuse_native_run.c"
 
 
-def test_every_tensor_equals_the_golden_engine(tiny_inorm_qonnx, native_library, tmp_path):
+@pytest.mark.parametrize("fusion", [False, True], ids=["one-kernel-per-op", "fused"])
+def test_every_tensor_equals_the_golden_engine(tiny_inorm_qonnx, native_library, tmp_path, fusion):
+    """Unfused: every intermediate tensor of the golden engine; fused (the shipped file): every tensor the
+    fused kernels leave (their outputs, and the unfused kernels' between them)."""
     from limuse_export.pack_check import compare_with_golden
     qonnx, inputs, _ = tiny_inorm_qonnx
-    stats = compare_with_golden(qonnx, inputs, tmp_path / "check.packed.bin")
-    assert stats["int_tensors"] > 300 and stats["int_values"] > 10 ** 6
+    stats = compare_with_golden(qonnx, inputs, tmp_path / "check.packed.bin", fusion=fusion)
+    assert stats["int_tensors"] > (300 if not fusion else 150) and stats["int_values"] > 10 ** 6
+    assert bool(stats["fused"]) == fusion and (not fusion or stats["fused"]["tac"] > 0)
     assert stats["int_mismatches"] == 0, stats["mismatched"]
-    assert stats["float_tensors"] > 100 and stats["float_mismatched"] == []
+    assert stats["float_tensors"] > (100 if not fusion else 30) and stats["float_mismatched"] == []
     assert stats["waveform_max_abs"] <= 1e-6 * stats["waveform_peak"], stats["waveform_max_abs"]
 
 
@@ -156,11 +160,14 @@ def tiny_variant_qonnx(tmp_path_factory):
     return path, {k: v.numpy() for k, v in inputs.items()}
 
 
-def test_a_model_without_voiceprint_and_codec_equals_the_golden_engine(tiny_variant_qonnx, native_library, tmp_path):
+@pytest.mark.parametrize("fusion", [False, True], ids=["one-kernel-per-op", "fused"])
+def test_a_model_without_voiceprint_and_codec_equals_the_golden_engine(tiny_variant_qonnx, native_library, tmp_path,
+                                                                       fusion):
     from limuse_export.pack_check import compare_with_golden
     qonnx, inputs = tiny_variant_qonnx
-    stats = compare_with_golden(qonnx, inputs, tmp_path / "variant.packed.bin")
-    assert stats["int_tensors"] > 100 and stats["int_mismatches"] == 0, stats["mismatched"]
+    stats = compare_with_golden(qonnx, inputs, tmp_path / "variant.packed.bin", fusion=fusion)
+    assert stats["int_tensors"] > (100 if not fusion else 50) and stats["int_mismatches"] == 0, stats["mismatched"]
+    assert not fusion or stats["fused"]["gcblock"] > 0  # the GC-TCN at full frame rate: blocks of T frames
     assert stats["float_mismatched"] == []
     assert stats["waveform_max_abs"] <= 1e-6 * stats["waveform_peak"]
     model = NativeModel(tmp_path / "variant.packed.bin")
@@ -177,7 +184,8 @@ def test_fused_kernels_equal_the_unfused_program(tiny_inorm_qonnx, native_librar
     qonnx, inputs, _ = tiny_inorm_qonnx
     graph = lower(load_graph(qonnx))
     fused, plain = pack_graph(graph, {}), pack_graph(graph, {}, fusion=False)
-    assert fused.fused["tac"] > 0 and fused.fused["prelu_quant"] > 0 and plain.fused == {}
+    assert fused.fused["tac"] > 0 and fused.fused["prelu_quant"] > 0 and fused.fused["gcblock"] > 0
+    assert plain.fused == {}
     args = [inputs[n][0] for n in ("mixture", "voiceprint", "visual")]
     models = []
     for name, packed in (("fused", fused), ("plain", plain)):
