@@ -440,6 +440,16 @@ static void binary_float(lmn_model *m, const lmn_op *op)
     int64_t inner = rank ? op->a.dims[rank - 1] : 1, ta = rank ? op->a.strides[rank - 1] : 0;
     int64_t tb = rank ? op->b.strides[rank - 1] : 0;
     int64_t oa = 0, ob = 0;
+    if (code == 0 && !da && db && ta == 1 && tb == 1) { /* the residual add: float + dequantized codes */
+        const float *xa = FLOAT_AT(m, op->f[1]);
+        const int32_t *xb = INT_AT(m, op->f[4]);
+        do {
+            for (j = 0; j < inner; j++)
+                y[i + j] = xa[oa + j] + (float)xb[ob + j] * sb;
+            i += inner;
+        } while (advance(index, op->a.dims, outer, &oa, op->a.strides, &ob, op->b.strides));
+        return;
+    }
     do {
         for (j = 0; j < inner; j++) {
             float va = operand(m, op->f[1], da, sa, oa + j * ta), vb = operand(m, op->f[4], db, sb, ob + j * tb);
@@ -619,7 +629,8 @@ static void prelu_quant(lmn_model *m, const lmn_op *op)
 }
 
 /* acc[r] += sum_ci w[ci * stride] * xt[ci][r] over a channel-major tile (a zero weight skips its pass) */
-static void tile_dot(int32_t *acc, const int16_t *xt, int64_t cin, const int8_t *w, int64_t stride)
+static void tile_dot(int32_t *restrict acc, const int16_t *restrict xt, int64_t cin, const int8_t *restrict w,
+                     int64_t stride)
 {
     int64_t ci;
     int r;
@@ -634,7 +645,8 @@ static void tile_dot(int32_t *acc, const int16_t *xt, int64_t cin, const int8_t 
 }
 
 /* the same in int16 (16 lanes), where a static bound proves |acc| < 2^15 at every step */
-static void tile_dot16(int16_t *acc, const int16_t *xt, int64_t cin, const int8_t *w, int64_t stride)
+static void tile_dot16(int16_t *restrict acc, const int16_t *restrict xt, int64_t cin, const int8_t *restrict w,
+                       int64_t stride)
 {
     int64_t ci;
     int r;
@@ -792,17 +804,24 @@ static void tac(lmn_model *m, const lmn_op *op)
 }
 
 /* acc[t] += sum_ci w[ci * wstride] * x[ci * stride + t] for t < len: rows of one block, channel-major */
-static void rows_dot(int32_t *acc, const int32_t *x, int64_t stride, int64_t cin, int64_t len, const int8_t *w,
-                     int64_t wstride)
+static void rows_dot(int32_t *restrict acc, const int32_t *restrict x, int64_t stride, int64_t cin, int64_t len,
+                     const int8_t *restrict w, int64_t wstride)
 {
     int64_t ci, t;
+    int k;
     for (ci = 0; ci < cin; ci++) {
         int32_t wv = w[ci * wstride];
         const int32_t *xs = x + ci * stride;
         if (wv == 0)
             continue;
-        for (t = 0; t < len; t++)
-            acc[t] += wv * xs[t];
+        if (len % 8 == 0) { /* runs of 8: one vector each, without the loop's remainder handling */
+            for (t = 0; t < len; t += 8)
+                for (k = 0; k < 8; k++)
+                    acc[t + k] += wv * xs[t + k];
+        } else {
+            for (t = 0; t < len; t++)
+                acc[t] += wv * xs[t];
+        }
     }
 }
 
