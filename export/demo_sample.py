@@ -36,6 +36,11 @@ class Utterance:
             inputs[VISUAL] = self.visual[None]
         return inputs
 
+    def same_samples(self, other: "Utterance") -> bool:
+        """The same model inputs (a head() that kept everything has another name, not other samples)."""
+        return all(a.shape == b.shape and np.array_equal(a, b) for a, b in (
+            (self.mixture, other.mixture), (self.voiceprint, other.voiceprint), (self.visual, other.visual)))
+
     def head(self, n_samples: int) -> "Utterance":
         """The first `n_samples` samples and their video frames (25 fps, rounded up)."""
         if n_samples > self.target.shape[-1]:

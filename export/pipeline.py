@@ -22,6 +22,7 @@ import torch
 from limuse_edge.metrics import si_sdr
 from limuse_edge.quant import calibrate
 from limuse_export import native_step, onnx_export, ort_session, parity
+from limuse_export.forked import Forked
 from limuse_export.demo_sample import Utterance
 from limuse_export.passes import PASSES, apply_passes
 from limuse_export.prepare import exportable
@@ -38,6 +39,7 @@ TRACE_SAMPLES = SAMPLE_RATE // 2
 # windowing (limuse_runtime.streaming), so that `limuse-run golden` runs recordings of any length.
 QONNX_SAMPLES = round(DEFAULT_WINDOW_S * SAMPLE_RATE)
 FORMATS = ("qonnx", "int8", "float")
+FILE_ORDER = ("int8", "float", "qonnx")
 
 
 def check_writable(folder: "str | Path") -> Path:
@@ -83,9 +85,13 @@ def _macs(model, n_samples: int) -> dict:
 
 def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
                log: Callable[[str], None] = print, check_qonnx: bool = False) -> dict:
-    """Write <name>.{qonnx,int8,float}.onnx and export_report.json into `out`; return the report.
-    check_qonnx: also run the QONNX file with qonnx's executor against Brevitas (before anything is
-    written: a model qonnx cannot run is an error and leaves no file)."""
+    """Write <name>.{qonnx,int8,float}.onnx (and .packed.bin) and export_report.json into `out`; return the
+    report. Files are written only once every export (and, with check_qonnx, qonnx's executor run against
+    Brevitas) has succeeded: a failed export leaves no file.
+
+    Two processes (limuse_export.forked): this one traces the int8 file and runs Brevitas once on the
+    QONNX file's input (codes and waveform, shared by every check); the child traces the float and QONNX
+    files, then packs the native model and runs it. Each trace is single-threaded Python."""
     out = check_writable(out)
     if not utterances:
         raise ValueError("export: no utterances for calibration and parity; expected at least one")
@@ -103,71 +109,126 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
     trace_utterance = utterances[0].head(min(TRACE_SAMPLES, utterances[0].target.shape[-1]))
     example = _torch_inputs(trace_utterance.inputs(cfg.cues, cfg.mic_channels))
     qonnx_utterance = utterances[0].head(min(QONNX_SAMPLES, utterances[0].target.shape[-1]))
-    qonnx_example = _torch_inputs(qonnx_utterance.inputs(cfg.cues, cfg.mic_channels))
     timings: dict[str, float] = {}
 
     def timed(step: str, started: float) -> float:
         timings[step] = round(time.perf_counter() - started, 1)
         return timings[step]
 
-    files, protos = {}, {}
-    jobs = [("float", source.float, example)]
-    if quantized is not None:
-        jobs = [("int8", quantized, example)] + jobs + [("qonnx", quantized, qonnx_example)]
-    for kind, model, example_inputs in jobs:
+    child = Forked(lambda send: _child_side(send, source, quantized, example, qonnx_utterance, utterances[0],
+                                            check_qonnx, log))
+    try:
+        protos = {}
+        if quantized is not None:
+            started = time.perf_counter()
+            protos["int8"] = export_onnx("int8", exportable(quantized), example)
+            log(f"exported int8 ({timed('int8', started)} s)")
         started = time.perf_counter()
-        # The static QONNX file is traced on the short example too, then given the window's shapes.
-        protos[kind] = export_onnx(kind, exportable(model), example_inputs,
-                                   trace_inputs=example if kind == "qonnx" else None)
-        log(f"exported {kind} ({timed(kind, started)} s)")
-    qonnx_check = None
-    if check_qonnx:
-        started = time.perf_counter()
-        check_qonnx_runs(protos["qonnx"])
-        qonnx_check = _qonnx_parity(quantized, protos["qonnx"], qonnx_utterance, cfg, log)
-        log(f"qonnx's executor on {qonnx_utterance.name} ({timed('qonnx_executor', started)} s)")
-    started = time.perf_counter()
-    for kind in ("int8", "float", "qonnx"):
-        if kind in protos:
-            path = out / f"{source.name}.{kind}.onnx"
-            files[path.name] = save_onnx(protos[kind], path)
-            log(f"wrote {path} ({files[path.name]} bytes)")
-    timed("write", started)
+        brevitas = _reference_run(quantized, qonnx_utterance, cfg)
+        log(f"Brevitas on {qonnx_utterance.name} ({timed('brevitas_reference', started)} s)")
+        exported = child.get("exports")
+        timings.update(exported["step_seconds"])
+        protos.update({kind: onnx.load_from_string(data) for kind, data in exported["files"].items()})
 
-    report = {"model": source.description, "name": source.name, "opset": onnx_export.OPSET,
-              "recipe": quantized.recipe.name if quantized is not None else "float",
-              "files": files, "step_seconds": timings}
-    started = time.perf_counter()
-    ort_files = [k for k in ("int8", "float") if k in protos]
-    ops = {k: ort_session.optimized_op_counts(out / f"{source.name}.{k}.onnx") for k in ort_files}
-    for kind in ort_files:
-        leaked = ort_session.initializers_as_inputs(protos[kind])
-        if leaked:
-            raise RuntimeError(f"{kind} export: initializers appear as graph inputs ({leaked[:3]}...)")
-    main = "int8" if "int8" in ops else "float"
-    report["ort_optimized_ops"] = ops[main]
-    report["ort_optimized_ops_by_file"] = ops
-    report["integer_kernels"] = {k: ort_session.kernel_summary(v) for k, v in ops.items()}
-    report["macs"] = _macs(source.float, inputs[0][MIXTURE].shape[-1])
-    log(f"onnxruntime graphs and MACs ({timed('onnxruntime_graphs', started)} s)")
-    started = time.perf_counter()
-    report["parity"], report["parity_per_utterance"] = _parity(source, quantized, out, protos, utterances, inputs, log)
-    timed("parity_onnxruntime", started)
-    if "qonnx" in protos:
+        files = {}
         started = time.perf_counter()
-        report["parity"].update(_golden_parity(quantized, out / f"{source.name}.qonnx.onnx", qonnx_utterance, cfg, log))
-        log(f"golden engine vs Brevitas ({timed('parity_golden', started)} s)")
-        if qonnx_check is not None:
-            report["parity"].update(qonnx_check)
+        for kind in FILE_ORDER:
+            if kind in protos:
+                path = out / f"{source.name}.{kind}.onnx"
+                files[path.name] = save_onnx(protos[kind], path)
+                log(f"wrote {path} ({files[path.name]} bytes)")
+        timed("write", started)
+
+        report = {"model": source.description, "name": source.name, "opset": onnx_export.OPSET,
+                  "recipe": quantized.recipe.name if quantized is not None else "float",
+                  "files": files, "step_seconds": timings}
         started = time.perf_counter()
-        report["native"] = native_step.export_native(source.name, quantized, out, qonnx_utterance, utterances[0],
-                                                     cfg, log)
-        timed("native", started)
+        ort_files = [k for k in ("int8", "float") if k in protos]
+        ops = {k: ort_session.optimized_op_counts(out / f"{source.name}.{k}.onnx") for k in ort_files}
+        for kind in ort_files:
+            leaked = ort_session.initializers_as_inputs(protos[kind])
+            if leaked:
+                raise RuntimeError(f"{kind} export: initializers appear as graph inputs ({leaked[:3]}...)")
+        main = "int8" if "int8" in ops else "float"
+        report["ort_optimized_ops"] = ops[main]
+        report["ort_optimized_ops_by_file"] = ops
+        report["integer_kernels"] = {k: ort_session.kernel_summary(v) for k, v in ops.items()}
+        report["macs"] = _macs(source.float, inputs[0][MIXTURE].shape[-1])
+        log(f"onnxruntime graphs and MACs ({timed('onnxruntime_graphs', started)} s)")
+        started = time.perf_counter()
+        known = {qonnx_utterance.name: (qonnx_utterance, brevitas.waveform)} if brevitas is not None else {}
+        report["parity"], report["parity_per_utterance"] = _parity(source, quantized, out, utterances, inputs,
+                                                                   known, log)
+        timed("parity_onnxruntime", started)
+        if "qonnx" in protos:
+            started = time.perf_counter()
+            report["parity"].update(_golden_parity(quantized, out / f"{source.name}.qonnx.onnx", qonnx_utterance,
+                                                   cfg, brevitas, log))
+            log(f"golden engine vs Brevitas ({timed('parity_golden', started)} s)")
+            if exported["qonnx_check"] is not None:
+                report["parity"].update(exported["qonnx_check"])
+            native = child.get("native")
+            timings["native"] = native.pop("step_seconds")
+            report["native"] = native_step.native_entry(source.name, native, brevitas.waveform, qonnx_utterance,
+                                                        utterances[0], out, log)
+        child.get("done")
+    finally:
+        child.close()
     atomic_write_text(out / "export_report.json", _json(report))
     return report
 
 
-def _parity(source, quantized, out, protos, utterances, inputs, log):
+class _Reference:
+    """Brevitas's output on the QONNX file's input, with every quantized layer's codes (po2 recipes)."""
+
+    def __init__(self, waveform: np.ndarray, codes: "dict | None"):
+        self.waveform, self.codes = waveform, codes
+
+
+def _reference_run(quantized, utterance: Utterance, cfg) -> "_Reference | None":
+    if quantized is None:
+        return None
+    x = utterance.inputs(cfg.cues, cfg.mic_channels)
+    if not quantized.recipe.power_of_two:
+        return _Reference(_forward(quantized, x), None)
+    from limuse_export.golden_check import brevitas_codes
+    codes, waveform = brevitas_codes(quantized, _torch_inputs(x))
+    return _Reference(waveform, codes)
+
+
+def _child_side(send, source: Source, quantized, example, qonnx_utterance: Utterance, demo: Utterance,
+                check_qonnx: bool, log) -> None:
+    """The second process: the float and QONNX files (as bytes), then the native model."""
+    torch.set_num_threads(1)
+    cfg = source.float.config
+    timings, files, qonnx_check = {}, {}, None
+    jobs = [("float", source.float, example)]
+    if quantized is not None:
+        jobs.append(("qonnx", quantized, _torch_inputs(qonnx_utterance.inputs(cfg.cues, cfg.mic_channels))))
+    for kind, model, example_inputs in jobs:
+        started = time.perf_counter()
+        # The static QONNX file is traced on the short example too, then given the window's shapes.
+        proto = export_onnx(kind, exportable(model), example_inputs, trace_inputs=example if kind == "qonnx" else None)
+        files[kind] = proto.SerializeToString()
+        timings[kind] = round(time.perf_counter() - started, 1)
+        log(f"exported {kind} ({timings[kind]} s)")
+        if kind == "qonnx" and check_qonnx:
+            started = time.perf_counter()
+            check_qonnx_runs(proto)
+            qonnx_check = _qonnx_parity(quantized, proto, qonnx_utterance, cfg, log)
+            timings["qonnx_executor"] = round(time.perf_counter() - started, 1)
+            log(f"qonnx's executor on {qonnx_utterance.name} ({timings['qonnx_executor']} s)")
+    send("exports", {"files": files, "step_seconds": timings, "qonnx_check": qonnx_check})
+    if quantized is not None:
+        started = time.perf_counter()
+        native = native_step.pack_and_run(source.name, quantized, files["qonnx"], qonnx_utterance, demo, cfg, log)
+        send("native", {**native, "step_seconds": round(time.perf_counter() - started, 1)})
+    send("done", True)
+
+
+def _parity(source, quantized, out, utterances, inputs, known: dict, log):
+    """onnxruntime against torch/Brevitas on every utterance; `known`: {name: (utterance, Brevitas output)}
+    already computed (the QONNX file's input), reused where an utterance has the very same samples."""
     rows = {"ort_vs_brevitas": [], "float_ort_vs_torch": []}
     per_utterance = []
     float_session = ort_session.session(out / f"{source.name}.float.onnx")
@@ -178,7 +239,9 @@ def _parity(source, quantized, out, protos, utterances, inputs, log):
                                                      utterance.target)
         rows["float_ort_vs_torch"].append(entry["float_ort_vs_torch"])
         if quantized is not None:
-            reference = _forward(quantized, x)
+            reference = next((waveform for same, waveform in known.values() if same.same_samples(utterance)), None)
+            if reference is None:
+                reference = _forward(quantized, x)
             entry["ort_vs_brevitas"] = parity.compare(reference, ort_session.run(int8_session, x), utterance.target)
             rows["ort_vs_brevitas"].append(entry["ort_vs_brevitas"])
         log(f"parity on {utterance.name}: " + ", ".join(
@@ -194,7 +257,7 @@ def _parity(source, quantized, out, protos, utterances, inputs, log):
     return summary, per_utterance
 
 
-def _golden_parity(quantized, qonnx_path: Path, utterance: Utterance, cfg, log) -> dict:
+def _golden_parity(quantized, qonnx_path: Path, utterance: Utterance, cfg, brevitas: "_Reference", log) -> dict:
     """The golden engine on the QONNX file against Brevitas, code for code (power-of-two recipes only:
     the engine shifts by powers of two and refuses other scales)."""
     if not quantized.recipe.power_of_two:
@@ -202,7 +265,8 @@ def _golden_parity(quantized, qonnx_path: Path, utterance: Utterance, cfg, log) 
         return {"golden_vs_brevitas": f"not run: recipe {quantized.recipe.name} has no power-of-two scales "
                                       f"(the golden engine runs -po2 recipes)"}
     from limuse_export.golden_check import golden_vs_brevitas
-    result = golden_vs_brevitas(quantized, qonnx_path, utterance.inputs(cfg.cues, cfg.mic_channels))
+    result = golden_vs_brevitas(quantized, qonnx_path, utterance.inputs(cfg.cues, cfg.mic_channels),
+                                brevitas=(brevitas.codes, brevitas.waveform))
     log(f"parity on {utterance.name}: golden_vs_brevitas {result['golden_vs_brevitas_mismatches']} of "
         f"{result['golden_values_compared']} codes differ, waveform max|d|="
         f"{result['golden_vs_brevitas_waveform_max_abs']:.3g}")
