@@ -94,7 +94,9 @@ static void quant_array(const float *x, int64_t n, int64_t e, int64_t lo_code, i
     int64_t i;
     for (i = 0; i < n; i++) {
         float v = x[i] * scale;
-        v = v < lo ? lo : (v > hi ? hi : v); /* the code range is integral: clamping first is the same */
+        /* the code range is integral: clamping first is the same; written so that a NaN (only from a
+         * corrupt model's floats) clamps to lo instead of reaching the integer conversion */
+        v = v >= lo ? (v > hi ? hi : v) : lo;
         y[i] = (int32_t)round_half_even(v);
     }
 }

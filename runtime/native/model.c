@@ -555,7 +555,7 @@ static int read_op(checker *c, reader *r, lmn_op *op)
         if (!value_ok(c, f[0], KIND_INT, f[2], "output") || !value_ok(c, f[1], KIND_INT, f[2], "input"))
             return 0;
         op->floats0 = read_floats(r, 1);
-        if (op->floats0 == NULL)
+        if (op->floats0 == NULL || !isfinite(op->floats0[0]))
             return fail_record(c, "bad slope");
         lmn_prelu_values(f[3], (int)f[4], op->floats0[0], op->table);
         lmn_quant_values(op->table, 256, f[5], f[6], f[7], op->codes1);
@@ -600,7 +600,8 @@ static int read_op(checker *c, reader *r, lmn_op *op)
         op->floats1 = op->weights2 && (op->ints2 || !f[19]) ? read_floats(r, 1) : NULL;
         op->weights3 = op->floats1 ? read_weights(r, 2 * ch * cout) : NULL;
         op->ints3 = op->weights3 && f[28] ? read_ints(r, cout) : NULL;
-        if (op->weights3 == NULL || (f[28] && op->ints3 == NULL))
+        if (op->weights3 == NULL || (f[28] && op->ints3 == NULL) || !isfinite(op->floats0[0]) ||
+            !isfinite(op->floats1[0]))
             return fail_record(c, "bad TAC arrays");
         /* the mean's and the concatenation's codes are 8-bit, as the layers' bounds assume */
         if (layer_bound(op->weights, op->ints0, cin, ch) >= ((int64_t)1 << 31) ||
@@ -664,7 +665,8 @@ static int read_op(checker *c, reader *r, lmn_op *op)
         op->norm[3] = op->norm[2] ? read_ints(r, ch) : NULL;
         op->weights3 = op->norm[3] ? read_weights(r, ch * cout) : NULL;
         op->ints3 = op->weights3 && f[39] ? read_ints(r, cout) : NULL;
-        if (op->weights3 == NULL || (f[39] && op->ints3 == NULL))
+        if (op->weights3 == NULL || (f[39] && op->ints3 == NULL) || !isfinite(op->floats0[0]) ||
+            !isfinite(op->floats1[0]))
             return fail_record(c, "bad GC-TCN block arrays");
         op->weights2 = (int8_t *)malloc((size_t)(ch * taps)); /* (Ch, 1, taps) -> (taps, Ch): channels last */
         if (op->weights2 == NULL)
