@@ -7,6 +7,12 @@ against the 0.20 MiB goal, and every tensor against the golden engine at 3 s and
 The 3 s export takes about 5 min on an idle core (11 min beside other jobs); 10 s about three times that.
 LIMUSE_K32_INORM_QONNX_3S / _10S: reuse a QONNX file this exporter wrote from the same model and the same
 tiled demo input at that length, instead of exporting again.
+
+test_native_speed_and_memory (`-k speed`): the packed file of the 3 s QONNX (LIMUSE_K32_INORM_QONNX_3S, else
+exported) against onnxruntime on its int8 ONNX file (LIMUSE_K32_INORM_INT8, else skipped) and eager PyTorch
+float (bundled limuse_k32_float), at 1 and 2 threads, in one process, interleaved; the engine's scratch
+bytes; peak RSS of `limuse-run --model <packed>` on 10 s and 60 s of the demo tiled
+->  benchmarks/results/native_speed.{json,md}
 """
 from __future__ import annotations
 
@@ -100,3 +106,113 @@ def _write(rows: dict) -> None:
     lines += ["", f"Goal: <= {GOAL_MIB} MiB on disk. Run times include the comparison's bookkeeping (copies of "
               "every tensor); speed is in latency.md."]
     atomic_write_text(RESULTS / "native.md", "\n".join(lines) + "\n")
+
+
+SPEED_RUNS = 5
+GOAL_RTF = 0.04
+
+
+def _median(run, runs: int = SPEED_RUNS) -> dict:
+    """Median wall and process-CPU seconds of `runs` calls after one warm-up."""
+    import statistics
+    run()
+    wall, cpu = [], []
+    for _ in range(runs):
+        w, c = time.perf_counter(), time.process_time()
+        run()
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return {"wall_s": round(statistics.median(wall), 4), "cpu_s": round(statistics.median(cpu), 4)}
+
+
+def _peak_rss_mb(packed: Path, seconds: int, tmp_path: Path) -> float:
+    """VmHWM of a fresh `limuse-run` process (1 thread) on `seconds` of the demo tiled."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
+    inputs, _ = demo_inputs(seconds * SAMPLE_RATE)
+    sf.write(str(tmp_path / f"mix{seconds}.wav"), inputs["mixture"][0].T, SAMPLE_RATE, subtype="FLOAT")
+    np.save(tmp_path / f"lips{seconds}.npy", inputs["visual"][0])
+    np.save(tmp_path / "vp.npy", inputs["voiceprint"][0])
+    script = ("import sys\nfrom limuse_runtime.cli import main\ncode = main(sys.argv[1:])\n"
+              "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
+              "print('PEAK_RSS_KB', hwm)\nsys.exit(code)\n")
+    result = subprocess.run([sys.executable, "-c", script, "--model", str(packed), "--mixture",
+                             str(tmp_path / f"mix{seconds}.wav"), "--voiceprint", str(tmp_path / "vp.npy"),
+                             "--visual", str(tmp_path / f"lips{seconds}.npy"), "--out", str(tmp_path / "y.wav")],
+                            capture_output=True, text=True, check=True)
+    return round(int(result.stdout.split("PEAK_RSS_KB")[1].split()[0]) / 1024, 1)
+
+
+def test_native_speed_and_memory(tmp_path):
+    from limuse_edge import pretrained
+    from limuse_export.pack import pack
+    from limuse_export.pipeline import export_onnx
+    from limuse_export.prepare import exportable
+    from limuse_export.save import save_onnx
+    from limuse_runtime.native import NativeModel, build, library_path
+
+    int8 = os.environ.get("LIMUSE_K32_INORM_INT8")
+    if not int8 or not Path(int8).is_file():
+        pytest.skip("LIMUSE_K32_INORM_INT8: the int8 ONNX file of the same export (python export/to_onnx.py writes it)")
+    import onnxruntime as ort
+    if library_path() is None:
+        build.build()
+    seconds = 3
+    inputs, _ = demo_inputs(seconds * SAMPLE_RATE)
+    reused = os.environ.get("LIMUSE_K32_INORM_QONNX_3S")
+    qonnx = Path(reused) if reused else tmp_path / "k32_inorm_3s.qonnx.onnx"
+    if not reused:
+        model = pretrained.from_pretrained(MODEL).eval()
+        save_onnx(export_onnx("qonnx", exportable(model), {k: torch.from_numpy(v) for k, v in inputs.items()}), qonnx)
+    packed = tmp_path / "k32.packed.bin"
+    pack(qonnx, packed, {"name": MODEL})
+    native = NativeModel(packed)
+    args = [inputs[n][0] for n in ("mixture", "voiceprint", "visual")]
+    eager = pretrained.from_pretrained("limuse_k32_float").eval()
+    torch_inputs = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    rows = []
+    for threads in (1, 2):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.log_severity_level = 3
+        session = ort.InferenceSession(int8, options, providers=["CPUExecutionProvider"])
+        feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
+        torch.set_num_threads(threads)
+
+        def run_eager():
+            with torch.no_grad():
+                eager(**torch_inputs)
+        for backend, run in (("native", lambda: native.run(*args, threads=threads)),
+                             ("onnxruntime int8", lambda: session.run(None, feeds)),
+                             ("eager float", run_eager)):
+            rows.append(dict(backend=backend, threads=threads, **_median(run)))
+    for row in rows:
+        row["rtf_wall"] = round(row["wall_s"] / seconds, 4)
+        row["rtf_cpu"] = round(row["cpu_s"] / seconds, 4)
+    native.reset_times()
+    native.run(*args, threads=1)
+    report = {"model": MODEL, "packed_bytes": packed.stat().st_size, "scratch_bytes": native.scratch_bytes,
+              "rows": rows, "kernel_seconds_1_thread": {k: round(v, 4) for k, v in native.kernel_seconds().items() if v},
+              "rss_mb": {f"{s}s": _peak_rss_mb(packed, s, tmp_path) for s in (10, 60)},
+              "load_average": os.getloadavg()}
+    by = {(r["backend"], r["threads"]): r for r in rows}
+    report["speedup_1_thread_wall"] = {b: round(by[(b, 1)]["wall_s"] / by[("native", 1)]["wall_s"], 2)
+                                       for b in ("onnxruntime int8", "eager float")}
+    atomic_write_text(RESULTS / "native_speed.json", json.dumps(report, indent=2) + "\n")
+    lines = [f"# Native engine speed and memory, {MODEL} (3 s demo, one process, interleaved)", "",
+             f"Packed file {report['packed_bytes']} bytes; scratch (arena + kernel scratch, 1 thread) "
+             f"{report['scratch_bytes']} bytes ({report['scratch_bytes'] / 2 ** 20:.1f} MiB); peak RSS of "
+             f"`limuse-run --model` 10 s {report['rss_mb']['10s']} MB, 60 s {report['rss_mb']['60s']} MB (goal 64 MB). "
+             f"Load average during the run {', '.join(f'{x:.1f}' for x in report['load_average'])}.", "",
+             "| backend | threads | wall s (median of 5) | RTF wall | CPU s | RTF CPU |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['backend']} | {r['threads']} | {r['wall_s']:.3f} | {r['rtf_wall']:.3f} | {r['cpu_s']:.3f} | "
+              f"{r['rtf_cpu']:.3f} |" for r in rows]
+    lines += ["", f"At 1 thread the native engine is {report['speedup_1_thread_wall']['onnxruntime int8']:.2f}x "
+              f"onnxruntime int8 and {report['speedup_1_thread_wall']['eager float']:.2f}x eager float (wall); "
+              f"goal RTF <= {GOAL_RTF} and 5x both.", "", "| native kernel (1 thread) | s |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in sorted(report["kernel_seconds_1_thread"].items(), key=lambda kv: -kv[1])]
+    atomic_write_text(RESULTS / "native_speed.md", "\n".join(lines) + "\n")
+    assert report["scratch_bytes"] < 64 * 2 ** 20
+    assert by[("native", 1)]["wall_s"] < by[("onnxruntime int8", 1)]["wall_s"] * 2  # a regression guard, not the goal

@@ -32,7 +32,8 @@ const char *lmn_config_json(const lmn_model *model);
 long lmn_input_elements(const lmn_model *model, int which);
 long lmn_output_samples(const lmn_model *model);
 
-/* Bytes of activation memory one run needs (allocated once, at the first run). */
+/* Bytes of activation memory one run needs: the arena, plus the fused kernels' per-thread scratch for the
+ * threads of the last run (one before any run). Allocated before the kernels run, never inside them. */
 size_t lmn_scratch_bytes(const lmn_model *model);
 
 /* Runs one window: inputs as float32 arrays of lmn_input_elements() (NULL where absent), the waveform
