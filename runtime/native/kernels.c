@@ -827,6 +827,28 @@ static void rows_dot(int32_t *restrict acc, const int32_t *restrict x, int64_t s
     }
 }
 
+/* the same in int16 (16 lanes) where a static bound proves |acc| < 2^15 at every step */
+static void rows_dot16(int16_t *restrict acc, const int16_t *restrict x, int64_t stride, int64_t cin, int64_t len,
+                       const int8_t *restrict w, int64_t wstride)
+{
+    int64_t ci, t;
+    int k;
+    for (ci = 0; ci < cin; ci++) {
+        int16_t wv = w[ci * wstride];
+        const int16_t *xs = x + ci * stride;
+        if (wv == 0)
+            continue;
+        if (len % 16 == 0) {
+            for (t = 0; t < len; t += 16)
+                for (k = 0; k < 16; k++)
+                    acc[t + k] = (int16_t)(acc[t + k] + wv * xs[t + k]);
+        } else {
+            for (t = 0; t < len; t++)
+                acc[t] = (int16_t)(acc[t] + wv * xs[t]);
+        }
+    }
+}
+
 /* The GC-TCN convolution block (export/pack.py, _match_gcblock), one block of T frames at a time in the
  * thread's scratch, channel-major (C x T: a weight is a broadcast over the block's frames):
  *   h = PReLU+Quant(requant(x W_e + b_e)); g = requant(norm(h)); h = requant(b_c + depthwise conv of g over
@@ -846,6 +868,7 @@ static void gcblock(lmn_model *m, const lmn_op *op)
     for (o = 0; o < outer; o++) {
         int thread = 0;
         int32_t *h, *g, *xt, *acc, *yo = y + o * frames * cout;
+        int16_t *x16, *a16;
         const int32_t *xo = x + o * frames * cin;
         int64_t t, c, ci, co, i, j;
 #ifdef _OPENMP
@@ -855,14 +878,27 @@ static void gcblock(lmn_model *m, const lmn_op *op)
         g = h + n;
         xt = g + n;
         acc = xt + cin * frames;
+        x16 = (int16_t *)(acc + frames); /* int16 copies for the narrow layers: the input or g, and a row */
+        a16 = x16 + (cin > ch ? cin : ch) * frames;
         for (ci = 0; ci < cin; ci++) /* the block's input, channel-major */
             for (t = 0; t < frames; t++)
                 xt[ci * frames + t] = xo[t * cin + ci];
+        if (op->narrow & 1) /* expand's bound below 2^15 (checked at load): int16 lanes */
+            for (i = 0; i < cin * frames; i++)
+                x16[i] = (int16_t)xt[i];
         for (co = 0; co < ch; co++) { /* expand */
             int32_t *hc = h + co * frames, b0 = op->ints0 ? op->ints0[co] : 0;
-            for (t = 0; t < frames; t++)
-                hc[t] = b0;
-            rows_dot(hc, xt, frames, cin, frames, op->weights + co, ch);
+            if (op->narrow & 1) {
+                for (t = 0; t < frames; t++)
+                    a16[t] = (int16_t)b0;
+                rows_dot16(a16, x16, frames, cin, frames, op->weights + co, ch);
+                for (t = 0; t < frames; t++)
+                    hc[t] = a16[t];
+            } else {
+                for (t = 0; t < frames; t++)
+                    hc[t] = b0;
+                rows_dot(hc, xt, frames, cin, frames, op->weights + co, ch);
+            }
         }
         requant_run(h, n, (int)f[8], (int32_t)f[9], (int32_t)f[10]);
         for (i = 0; i < n; i++)
@@ -888,11 +924,22 @@ static void gcblock(lmn_model *m, const lmn_op *op)
             h[i] = op->codes2[(uint32_t)h[i] & 0xFFu];
         norm_row(h, g, n, ch, frames, (int)f[34], (int)f[35], op->norm[2], op->norm[3]);
         requant_run(g, n, (int)f[36], (int32_t)f[37], (int32_t)f[38]);
+        if (op->narrow & 2)
+            for (i = 0; i < n; i++)
+                x16[i] = (int16_t)g[i];
         for (co = 0; co < cout; co++) { /* project, back to frames x channels */
             int32_t b0 = op->ints3 ? op->ints3[co] : 0;
-            for (t = 0; t < frames; t++)
-                acc[t] = b0;
-            rows_dot(acc, g, frames, ch, frames, op->weights3 + co, cout);
+            if (op->narrow & 2) {
+                for (t = 0; t < frames; t++)
+                    a16[t] = (int16_t)b0;
+                rows_dot16(a16, x16, frames, ch, frames, op->weights3 + co, cout);
+                for (t = 0; t < frames; t++)
+                    acc[t] = a16[t];
+            } else {
+                for (t = 0; t < frames; t++)
+                    acc[t] = b0;
+                rows_dot(acc, g, frames, ch, frames, op->weights3 + co, cout);
+            }
             if (has_out)
                 requant_run(acc, frames, (int)f[41], (int32_t)f[42], (int32_t)f[43]);
             for (t = 0; t < frames; t++)

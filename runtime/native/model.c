@@ -644,7 +644,7 @@ static int read_op(checker *c, reader *r, lmn_op *op)
         op->n_fields = f[40] ? 44 : 41;
         outer = f[2], frames = f[3], cin = f[4], ch = f[5], cout = f[6], taps = f[21];
         wide = ch > cout ? ch : cout;
-        if (outer > BIG / frames || outer * frames > BIG / (cin > wide ? cin : wide) || frames > BIG / (2 * ch + cin + 1) ||
+        if (outer > BIG / frames || outer * frames > BIG / (cin > wide ? cin : wide) || frames > BIG / (3 * ch + 2 * cin + 2) ||
             f[23] + f[24] != f[22] * (taps - 1))
             return fail_record(c, "bad GC-TCN block geometry");
         if (!byte_codes(f[9], f[10], f[12]) || !byte_codes(f[27], f[28], f[30]) || f[14] > f[15] ||
@@ -694,7 +694,10 @@ static int read_op(checker *c, reader *r, lmn_op *op)
         lmn_quant_values(op->table, 256, f[13], f[14], f[15], op->codes1);
         lmn_prelu_values(f[29], (int)f[30], op->floats1[0], op->table2);
         lmn_quant_values(op->table2, 256, f[31], f[32], f[33], op->codes2);
-        op->work_bytes = (size_t)((2 * ch + cin + 1) * frames) * 4; /* h, g, the input and a row, channel-major */
+        op->work_bytes = (size_t)((2 * ch + cin + 1) * frames) * 4 + /* h, g, the input and a row, channel-major */
+                         (size_t)(((cin > ch ? cin : ch) + 1) * frames) * 2; /* their int16 copies */
+        op->narrow = (layer_bound(op->weights, op->ints0, cin, ch) < 32768 ? 1 : 0) |
+                     (layer_bound(op->weights3, op->ints3, ch, cout) < 32768 ? 2 : 0);
         return 1;
     }
     default:
