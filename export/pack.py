@@ -6,7 +6,9 @@ and walks the lowered graph once with the golden op handlers on a zero input of 
 shape. Every node becomes one or more typed kernel records of what the handler did in that case
 (integer requantization, integer layer, integer norm, integer residual add, PReLU table, strided copy,
 float op), so the C engine repeats the golden engine's arithmetic op for op, without a graph, a
-type check or a shape inference of its own. Weights and every integer array are bit-packed at the width
+type check or a shape inference of its own. Then `fuse` composes copies of copies and replaces the TAC
+blocks, PReLU + Quant pairs and GC-TCN convolution blocks by fused kernels (the same integers; the values
+inside a pattern leave the program), and the arena is planned over the remaining values' lifetimes. Weights and every integer array are bit-packed at the width
 they need (3-bit weights: 3 bits each); activations get static offsets in one arena.
 
     python -m limuse_export.pack build/m.qonnx.onnx build/m.packed.bin
@@ -696,12 +698,84 @@ def _match_gcblock(program: Program, flow: _Flow, ip: int):
     return {index[id(r)] for r in chain}, Record(OP_GCBLOCK, fields, blobs, [x], [out], lp.stage)
 
 
+def _copy_view(fields):
+    """(dims, dst offset, dst strides, src offset, src strides, deq, e) of a COPY record's fields."""
+    rank = fields[4]
+    dims = fields[5:5 + rank]
+    dst_off, dst = fields[5 + rank], fields[6 + rank:6 + 2 * rank]
+    src_off, src = fields[6 + 2 * rank], fields[7 + 2 * rank:7 + 3 * rank]
+    return dims, dst_off, dst, src_off, src, fields[2], fields[3]
+
+
+def _affine(index: np.ndarray):
+    """(offset, strides) if the index array is offset + sum i_d stride_d, else None."""
+    offset = int(index.flat[0])
+    strides = [int(index[(0,) * d + (1,) + (0,) * (index.ndim - d - 1)] - offset) if index.shape[d] > 1 else 0
+               for d in range(index.ndim)]
+    rebuilt = np.full(index.shape, offset, np.int64)
+    for d, st in enumerate(strides):
+        rebuilt += (np.arange(index.shape[d], dtype=np.int64) * st).reshape((-1,) + (1,) * (index.ndim - d - 1))
+    return (offset, strides) if np.array_equal(rebuilt, index) else None
+
+
+def _match_copy_chain(program: Program, flow: _Flow, i2: int):
+    """COPY of a value that one plain COPY wrote whole (a layout op of a layout op: slices of a pad,
+    transposes of a concatenation): one COPY from the first one's source, when the composed index is still
+    a strided view. The middle value goes once no other kernel reads it."""
+    rec = program.records
+    c2 = rec[i2]
+    if c2.opcode != OP_COPY:
+        return None
+    mid = c2.fields[1]
+    c1 = flow.only_writer(program, mid, OP_COPY)
+    if c1 is None or mid in flow.keep:
+        return None
+    dims1, dst_off1, dst1, src_off1, src1, deq1, _ = _copy_view(c1.fields)
+    if deq1 or dst_off1 != 0 or list(dst1) != list(_contiguous_strides(dims1)) or \
+            int(np.prod(dims1)) != program.values[mid].size:
+        return None
+    dims2, dst_off2, dst2, src_off2, src2, deq2, e2 = _copy_view(c2.fields)
+    if not dims2 or int(np.prod(dims2)) > 1 << 24:
+        return None
+    flat = np.full(tuple(dims2), src_off2, np.int64)
+    for d, st in enumerate(src2):
+        flat += (np.arange(dims2[d], dtype=np.int64) * st).reshape((-1,) + (1,) * (len(dims2) - d - 1))
+    source = np.full(flat.shape, src_off1, np.int64)
+    for axis, st in zip(np.unravel_index(flat, tuple(dims1)), src1):
+        source += axis * st
+    view = _affine(source)
+    if view is None:
+        return None
+    fields = _copy_fields(c2.fields[0], c1.fields[1], tuple(dims2), dst_off2, tuple(dst2), view[0], tuple(view[1]),
+                          e2 if deq2 else None)
+    composed = Record(OP_COPY, fields, b"", [c1.fields[1]], list(c2.outputs), c2.stage)
+    return set(), composed
+
+
 def fuse(program: Program, keep: set) -> dict:
     """Rewrites the records into fused kernels where a pattern matches (TAC blocks, PReLU + Quant, then GC-TCN
     convolution blocks, which contain two of the latter);
     returns how many of each. The fused kernel takes the place of the pattern's last record; the values only
     the pattern used disappear from the program (renumber() drops them)."""
     counts = {}
+    composed = 0
+    while True:  # copies of copies, until none is left to compose
+        flow = _Flow(program, keep)
+        changed = 0
+        for i in range(len(program.records)):
+            found = _match_copy_chain(program, flow, i)
+            if found is not None:
+                program.records[i] = found[1]
+                changed += 1
+                break  # the flow changed: recompute it
+        if not changed:
+            break
+        composed += changed
+        flow = _Flow(program, keep)  # drop first copies whose value nothing reads any more
+        program.records = [r for r in program.records
+                           if not (r.opcode == OP_COPY and r.outputs[0] not in keep
+                                   and not flow.readers.get(r.outputs[0]))]
+    counts["copy_chains"] = composed
     for name, match in (("tac", _match_tac), ("prelu_quant", _match_prelu_quant), ("gcblock", _match_gcblock)):
         flow = _Flow(program, keep)
         drop, replace = set(), {}
