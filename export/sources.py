@@ -29,8 +29,8 @@ class Source:
 def float_twin(model: LiMuSE) -> LiMuSE:
     """The float model with the same weights (the quantizers' own parameters dropped)."""
     twin = build_model(model.config, "float")
-    load_state(twin, {k: v for k, v in model.state_dict().items() if k in twin.state_dict()},
-               source="float twin")
+    wanted = twin.state_dict()
+    load_state(twin, {k: v for k, v in model.state_dict().items() if k in wanted}, source="float twin")
     return twin.eval()
 
 
