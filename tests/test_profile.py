@@ -95,3 +95,12 @@ def test_report_lists_totals_and_parts():
     assert "preset tiny, recipe w3a8, input 400 samples" in text
     for part in ("encoder", "audio_stage.main", "fusion_stage.decoder", "decoder"):
         assert f"\n{part} " in text
+
+
+@pytest.mark.parametrize("recipe", ["w3a8", "w3a8-po2-inorm", "w4a8-pc", "w3a8-edge8"])
+def test_quantized_models_are_counted_as_their_float_config(recipe):
+    """count_macs counts a quantized model on a float model of its config; the hooks on the quantized
+    model itself give the same counts, part by part."""
+    from limuse_edge.profile import as_written, count_macs, counted_forward
+    model = build_model("tiny", recipe)
+    assert count_macs(model, 3000) == counted_forward(as_written(model).eval(), 3000)
