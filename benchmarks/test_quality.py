@@ -93,6 +93,8 @@ def _score(names, dataset):
     return rows, mixture
 
 
+@pytest.mark.slow(reason="every limuse_k32 bundle evaluated on 48 synthetic-talker and 24 unseen-voice mixtures "
+                         "(Brevitas eager), about 25 min on one core")
 def test_quality_of_bundled_models(results, tmp_path):
     names = [n for n in available() if n.startswith("limuse_k32")]
     if "limuse_k32_float" not in names:

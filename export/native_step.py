@@ -64,7 +64,8 @@ def pack_and_run(name: str, quantized, qonnx_bytes: bytes, qonnx_utterance: Utte
                            demo.voiceprint if "voiceprint" in cfg.cues else None,
                            demo.visual if "visual" in cfg.cues else None, plan)
         seconds = time.perf_counter() - started
-        return {"packed": path.read_bytes(), "window_samples": model.window, "estimate": estimate,
+        return {"packed": path.read_bytes(), "window_samples": model.window, "scratch_bytes": model.scratch_bytes,
+                "estimate": estimate,
                 "demo_output": y, "demo_seconds": seconds}
 
 
@@ -80,6 +81,7 @@ def native_entry(name: str, run: dict, reference: np.ndarray, qonnx_utterance: U
     log(f"wrote {path} ({size} bytes, {size / 2 ** 20:.3f} MiB)")
     check = parity.compare(reference, run["estimate"][None], qonnx_utterance.target)
     entry = {"file": path.name, "bytes": size, "window_samples": run["window_samples"],
+             "scratch_bytes": run["scratch_bytes"],
              "vs_brevitas_max_abs": check["max_abs"], "vs_brevitas_si_sdr_db": check["si_sdr_diff_db"],
              "vs_brevitas_input": qonnx_utterance.name,
              "demo_si_sdr_db": float(si_sdr(run["demo_output"], demo.target)),

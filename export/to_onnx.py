@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
           f"{result['seconds'] * 1000:.0f} ms")
     native = report.get("native", {})
     if "demo_si_sdr_db" in native:
-        print(f"native engine, {native['file']} ({native['bytes']} bytes) on the demo sample: SI-SDR "
-              f"{native['demo_si_sdr_db']:.2f} dB, {native['demo_seconds'] * 1000:.0f} ms")
+        print(f"native engine, {native['file']} ({native['bytes']} bytes, {native['scratch_bytes'] / 2 ** 20:.1f} MiB "
+              f"of scratch) on the demo sample: SI-SDR {native['demo_si_sdr_db']:.2f} dB, "
+              f"{native['demo_seconds'] * 1000:.0f} ms")
     total = time.perf_counter() - started
     print(f"steps (s): " + ", ".join(f"{k} {v}" for k, v in report["step_seconds"].items())
           + f"; total {total:.0f} s")
