@@ -16,6 +16,13 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#ifdef LMN_PAIRS
+#include <emmintrin.h>
+#include <stdlib.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+#endif
 
 #define INT_AT(m, id) ((int32_t *)(m)->arena + (m)->values[id].offset)
 #define FLOAT_AT(m, id) ((float *)(m)->arena + (m)->values[id].offset)
@@ -630,6 +637,7 @@ static void prelu_quant(lmn_model *m, const lmn_op *op)
         y[i] = op->codes1[(uint32_t)x[i] & 0xFFu];
 }
 
+#ifndef LMN_PAIRS /* the portable dot products (LMN_PAIRS: pair_dot below) */
 /* acc[r] += sum_ci w[ci * stride] * xt[ci][r] over a channel-major tile (a zero weight skips its pass) */
 static void tile_dot(int32_t *restrict acc, const int16_t *restrict xt, int64_t cin, const int8_t *restrict w,
                      int64_t stride)
@@ -661,6 +669,122 @@ static void tile_dot16(int16_t *restrict acc, const int16_t *restrict xt, int64_
             acc[r] = (int16_t)(acc[r] + wv * xs[r]);
     }
 }
+
+#endif
+
+#ifdef LMN_PAIRS
+int lmn_build_pairs(lmn_pairs *p, const int8_t *w, int64_t cin, int64_t cout)
+{
+    int64_t co, q, k = 0, pairs = (cin + 1) / 2;
+    p->w = (int32_t *)malloc((size_t)(pairs * cout + 1) * sizeof(int32_t));
+    p->at = (int32_t *)malloc((size_t)(pairs * cout + 1) * sizeof(int32_t));
+    p->start = (int32_t *)malloc((size_t)(cout + 1) * sizeof(int32_t));
+    if (p->w == NULL || p->at == NULL || p->start == NULL)
+        return 1;
+    for (co = 0; co < cout; co++) {
+        p->start[co] = (int32_t)k;
+        for (q = 0; q < pairs; q++) {
+            int16_t lanes[2];
+            lanes[0] = w[2 * q * cout + co];
+            lanes[1] = 2 * q + 1 < cin ? w[(2 * q + 1) * cout + co] : 0;
+            if (lanes[0] == 0 && lanes[1] == 0) /* frequent at 3 bits: the pair costs nothing */
+                continue;
+            memcpy(&p->w[k], lanes, 4); /* lane 0 in the low half (little-endian, as pmaddwd reads it) */
+            p->at[k] = (int32_t)q;
+            k++;
+        }
+    }
+    p->start[cout] = (int32_t)k;
+    return 0;
+}
+
+/* Channel-pair layout: code (c, t) at xp[((c / 2) * len + t) * 2 + c % 2], int16 (codes of <= 16 bits). */
+/* acc[t] += sum over co's pairs of w0 xp[p][t][0] + w1 xp[p][t][1], for t < len: a run of rows at a time
+ * whose int32 accumulators stay in registers across all the pairs (64 rows: 8 AVX2 registers). */
+static void pair_dot(int32_t *restrict acc, const int16_t *restrict xp, int64_t len, const lmn_pairs *p, int64_t co)
+{
+    const int32_t *wp = p->w + p->start[co], *at = p->at + p->start[co];
+    int64_t k = p->start[co + 1] - p->start[co], t = 0, i;
+#ifdef __AVX2__
+    for (; t + 64 <= len; t += 64) {
+        __m256i a0 = _mm256_loadu_si256((const __m256i *)(acc + t)), a1 = _mm256_loadu_si256((const __m256i *)(acc + t + 8));
+        __m256i a2 = _mm256_loadu_si256((const __m256i *)(acc + t + 16)), a3 = _mm256_loadu_si256((const __m256i *)(acc + t + 24));
+        __m256i a4 = _mm256_loadu_si256((const __m256i *)(acc + t + 32)), a5 = _mm256_loadu_si256((const __m256i *)(acc + t + 40));
+        __m256i a6 = _mm256_loadu_si256((const __m256i *)(acc + t + 48)), a7 = _mm256_loadu_si256((const __m256i *)(acc + t + 56));
+        for (i = 0; i < k; i++) {
+            __m256i wv = _mm256_set1_epi32(wp[i]);
+            const __m256i *xs = (const __m256i *)(xp + (at[i] * len + t) * 2);
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_loadu_si256(xs), wv));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_loadu_si256(xs + 1), wv));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_loadu_si256(xs + 2), wv));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_loadu_si256(xs + 3), wv));
+            a4 = _mm256_add_epi32(a4, _mm256_madd_epi16(_mm256_loadu_si256(xs + 4), wv));
+            a5 = _mm256_add_epi32(a5, _mm256_madd_epi16(_mm256_loadu_si256(xs + 5), wv));
+            a6 = _mm256_add_epi32(a6, _mm256_madd_epi16(_mm256_loadu_si256(xs + 6), wv));
+            a7 = _mm256_add_epi32(a7, _mm256_madd_epi16(_mm256_loadu_si256(xs + 7), wv));
+        }
+        _mm256_storeu_si256((__m256i *)(acc + t), a0);
+        _mm256_storeu_si256((__m256i *)(acc + t + 8), a1);
+        _mm256_storeu_si256((__m256i *)(acc + t + 16), a2);
+        _mm256_storeu_si256((__m256i *)(acc + t + 24), a3);
+        _mm256_storeu_si256((__m256i *)(acc + t + 32), a4);
+        _mm256_storeu_si256((__m256i *)(acc + t + 40), a5);
+        _mm256_storeu_si256((__m256i *)(acc + t + 48), a6);
+        _mm256_storeu_si256((__m256i *)(acc + t + 56), a7);
+    }
+    for (; t + 32 <= len; t += 32) {
+        __m256i a0 = _mm256_loadu_si256((const __m256i *)(acc + t)), a1 = _mm256_loadu_si256((const __m256i *)(acc + t + 8));
+        __m256i a2 = _mm256_loadu_si256((const __m256i *)(acc + t + 16)), a3 = _mm256_loadu_si256((const __m256i *)(acc + t + 24));
+        for (i = 0; i < k; i++) {
+            __m256i wv = _mm256_set1_epi32(wp[i]);
+            const __m256i *xs = (const __m256i *)(xp + (at[i] * len + t) * 2);
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_loadu_si256(xs), wv));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_loadu_si256(xs + 1), wv));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_loadu_si256(xs + 2), wv));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_loadu_si256(xs + 3), wv));
+        }
+        _mm256_storeu_si256((__m256i *)(acc + t), a0);
+        _mm256_storeu_si256((__m256i *)(acc + t + 8), a1);
+        _mm256_storeu_si256((__m256i *)(acc + t + 16), a2);
+        _mm256_storeu_si256((__m256i *)(acc + t + 24), a3);
+    }
+    for (; t + 8 <= len; t += 8) {
+        __m256i a0 = _mm256_loadu_si256((const __m256i *)(acc + t));
+        for (i = 0; i < k; i++)
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(xp + (at[i] * len + t) * 2)),
+                                                        _mm256_set1_epi32(wp[i])));
+        _mm256_storeu_si256((__m256i *)(acc + t), a0);
+    }
+#else
+    for (; t + 16 <= len; t += 16) {
+        __m128i a0 = _mm_loadu_si128((const __m128i *)(acc + t)), a1 = _mm_loadu_si128((const __m128i *)(acc + t + 4));
+        __m128i a2 = _mm_loadu_si128((const __m128i *)(acc + t + 8)), a3 = _mm_loadu_si128((const __m128i *)(acc + t + 12));
+        for (i = 0; i < k; i++) {
+            __m128i wv = _mm_set1_epi32(wp[i]);
+            const __m128i *xs = (const __m128i *)(xp + (at[i] * len + t) * 2);
+            a0 = _mm_add_epi32(a0, _mm_madd_epi16(_mm_loadu_si128(xs), wv));
+            a1 = _mm_add_epi32(a1, _mm_madd_epi16(_mm_loadu_si128(xs + 1), wv));
+            a2 = _mm_add_epi32(a2, _mm_madd_epi16(_mm_loadu_si128(xs + 2), wv));
+            a3 = _mm_add_epi32(a3, _mm_madd_epi16(_mm_loadu_si128(xs + 3), wv));
+        }
+        _mm_storeu_si128((__m128i *)(acc + t), a0);
+        _mm_storeu_si128((__m128i *)(acc + t + 4), a1);
+        _mm_storeu_si128((__m128i *)(acc + t + 8), a2);
+        _mm_storeu_si128((__m128i *)(acc + t + 12), a3);
+    }
+#endif
+    for (; t < len; t++) { /* the remainder (len not a multiple of the vector): the same sums, row by row */
+        int32_t sum = acc[t];
+        for (i = 0; i < k; i++) {
+            int16_t lanes[2];
+            const int16_t *xs = xp + (at[i] * len + t) * 2;
+            memcpy(lanes, &wp[i], 4);
+            sum += lanes[0] * xs[0] + lanes[1] * xs[1];
+        }
+        acc[t] = sum;
+    }
+}
+#endif
 
 /* The TAC block (export/pack.py, _match_tac) of one outer index o at a time, so that its (K x R, Ch)
  * hidden codes stay in the cache instead of four full-size tensors in the arena:
@@ -694,7 +818,9 @@ static void tac(lmn_model *m, const lmn_op *op)
         const int32_t *x_o = x + o * rows * cin;
         int16_t xt[TILE_CHANNELS * TILE];
         int32_t acc[TILE], wide[TILE_CHANNELS];
+#ifndef LMN_PAIRS
         int16_t acc16[TILE];
+#endif
         float pa[TILE];
         int64_t t, r, c, co, i, rr;
 #ifdef _OPENMP
@@ -710,13 +836,24 @@ static void tac(lmn_model *m, const lmn_op *op)
         for (t = 0; t < tiles; t++) { /* pass A */
             int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
             unsigned char *at = a + t * ch * TILE;
+#ifdef LMN_PAIRS
+            for (c = 0; c < cin + (cin & 1); c++) /* channel pairs (an odd count gets a zero channel) */
+                for (r = 0; r < TILE; r++)
+                    xt[((c >> 1) * TILE + r) * 2 + (c & 1)] = r < nr && c < cin ? (int16_t)x_o[(r0 + r) * cin + c] : 0;
+#else
             for (c = 0; c < cin; c++)
                 for (r = 0; r < TILE; r++)
                     xt[c * TILE + r] = r < nr ? (int16_t)x_o[(r0 + r) * cin + c] : 0;
+#endif
             for (co = 0; co < ch; co++) {
                 int32_t b0 = op->ints0 ? op->ints0[co] : 0;
                 unsigned char *ac = at + co * TILE;
                 float *ms = msum + co * frames; /* channel-major sums: runs of consecutive frames */
+#ifdef LMN_PAIRS
+                for (r = 0; r < TILE; r++)
+                    acc[r] = b0;
+                pair_dot(acc, xt, TILE, &op->pairs[0], co);
+#else
                 if (op->narrow & 1) { /* L1's bound below 2^15 (checked at load) */
                     for (r = 0; r < TILE; r++)
                         acc16[r] = (int16_t)b0;
@@ -728,6 +865,7 @@ static void tac(lmn_model *m, const lmn_op *op)
                         acc[r] = b0;
                     tile_dot(acc, xt, cin, op->weights + co, ch);
                 }
+#endif
                 requant_run(acc, TILE, shift1, lo1, hi1);
                 for (r = 0; r < TILE; r++) /* the code's byte: the tables' index */
                     ac[r] = (unsigned char)((uint32_t)acc[r] & 0xFFu);
@@ -780,11 +918,22 @@ static void tac(lmn_model *m, const lmn_op *op)
             int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
             const unsigned char *at = a + t * ch * TILE;
             int64_t frame[TILE];
+#ifdef LMN_PAIRS
+            for (c = 0; c < ch + (ch & 1); c++)
+                for (r = 0; r < TILE; r++)
+                    xt[((c >> 1) * TILE + r) * 2 + (c & 1)] = c < ch ? (int16_t)op->codes1[at[c * TILE + r]] : 0;
+#else
             for (c = 0; c < ch * TILE; c++)
                 xt[c] = (int16_t)op->codes1[at[c]];
+#endif
             for (r = 0; r < TILE; r++)
                 frame[r] = ((r0 + r) % frames) * cout;
             for (co = 0; co < cout; co++) {
+#ifdef LMN_PAIRS
+                for (r = 0; r < TILE; r++)
+                    acc[r] = part[frame[r] + co];
+                pair_dot(acc, xt, TILE, &op->pairs[1], co);
+#else
                 if (op->narrow & 2) { /* the first half of L3 alone below 2^15; then the per-frame part */
                     for (r = 0; r < TILE; r++)
                         acc16[r] = 0;
@@ -796,6 +945,7 @@ static void tac(lmn_model *m, const lmn_op *op)
                         acc[r] = part[frame[r] + co];
                     tile_dot(acc, xt, ch, op->weights3 + co, cout);
                 }
+#endif
                 if (has_out3)
                     requant_run(acc, TILE, shift3, lo3, hi3);
                 for (r = 0; r < nr; r++)
@@ -805,6 +955,7 @@ static void tac(lmn_model *m, const lmn_op *op)
     }
 }
 
+#ifndef LMN_PAIRS
 /* acc[t] += sum_ci w[ci * wstride] * x[ci * stride + t] for t < len: rows of one block, channel-major */
 static void rows_dot(int32_t *restrict acc, const int32_t *restrict x, int64_t stride, int64_t cin, int64_t len,
                      const int8_t *restrict w, int64_t wstride)
@@ -849,6 +1000,8 @@ static void rows_dot16(int16_t *restrict acc, const int16_t *restrict x, int64_t
     }
 }
 
+#endif
+
 /* The GC-TCN convolution block (export/pack.py, _match_gcblock), one block of T frames at a time in the
  * thread's scratch, channel-major (C x T: a weight is a broadcast over the block's frames):
  *   h = PReLU+Quant(requant(x W_e + b_e)); g = requant(norm(h)); h = requant(b_c + depthwise conv of g over
@@ -880,6 +1033,21 @@ static void gcblock(lmn_model *m, const lmn_op *op)
         acc = xt + cin * frames;
         x16 = (int16_t *)(acc + frames); /* int16 copies for the narrow layers: the input or g, and a row */
         a16 = x16 + (cin > ch ? cin : ch) * frames;
+#ifdef LMN_PAIRS
+        /* the block's input in channel pairs (x16 and a16 together hold (max(C_in, Ch) + 1) x T int16); its
+         * codes are of <= 8 bits, as the loader's int32 bound of the layer assumes */
+        for (ci = 0; ci < cin + (cin & 1); ci++)
+            for (t = 0; t < frames; t++)
+                x16[((ci >> 1) * frames + t) * 2 + (ci & 1)] = ci < cin ? (int16_t)xo[t * cin + ci] : 0;
+        for (co = 0; co < ch; co++) { /* expand */
+            int32_t *hc = h + co * frames, b0 = op->ints0 ? op->ints0[co] : 0;
+            for (t = 0; t < frames; t++)
+                hc[t] = b0;
+            pair_dot(hc, x16, frames, &op->pairs[0], co);
+        }
+        (void)xt;
+        (void)a16;
+#else
         for (ci = 0; ci < cin; ci++) /* the block's input, channel-major */
             for (t = 0; t < frames; t++)
                 xt[ci * frames + t] = xo[t * cin + ci];
@@ -900,6 +1068,7 @@ static void gcblock(lmn_model *m, const lmn_op *op)
                 rows_dot(hc, xt, frames, cin, frames, op->weights + co, ch);
             }
         }
+#endif
         requant_run(h, n, (int)f[8], (int32_t)f[9], (int32_t)f[10]);
         for (i = 0; i < n; i++)
             h[i] = op->codes1[(uint32_t)h[i] & 0xFFu];
@@ -924,11 +1093,22 @@ static void gcblock(lmn_model *m, const lmn_op *op)
             h[i] = op->codes2[(uint32_t)h[i] & 0xFFu];
         norm_row(h, g, n, ch, frames, (int)f[34], (int)f[35], op->norm[2], op->norm[3]);
         requant_run(g, n, (int)f[36], (int32_t)f[37], (int32_t)f[38]);
+#ifdef LMN_PAIRS
+        for (c = 0; c < ch + (ch & 1); c++)
+            for (t = 0; t < frames; t++)
+                x16[((c >> 1) * frames + t) * 2 + (c & 1)] = c < ch ? (int16_t)g[c * frames + t] : 0;
+#else
         if (op->narrow & 2)
             for (i = 0; i < n; i++)
                 x16[i] = (int16_t)g[i];
+#endif
         for (co = 0; co < cout; co++) { /* project, back to frames x channels */
             int32_t b0 = op->ints3 ? op->ints3[co] : 0;
+#ifdef LMN_PAIRS
+            for (t = 0; t < frames; t++)
+                acc[t] = b0;
+            pair_dot(acc, x16, frames, &op->pairs[1], co);
+#else
             if (op->narrow & 2) {
                 for (t = 0; t < frames; t++)
                     a16[t] = (int16_t)b0;
@@ -940,6 +1120,7 @@ static void gcblock(lmn_model *m, const lmn_op *op)
                     acc[t] = b0;
                 rows_dot(acc, g, frames, ch, frames, op->weights3 + co, cout);
             }
+#endif
             if (has_out)
                 requant_run(acc, frames, (int)f[41], (int32_t)f[42], (int32_t)f[43]);
             for (t = 0; t < frames; t++)

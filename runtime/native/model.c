@@ -617,6 +617,10 @@ static int read_op(checker *c, reader *r, lmn_op *op)
         lmn_prelu_values(f[23], (int)f[24], op->floats1[0], op->table2);
         lmn_quant_values(op->table, 256, f[25], f[26], f[27], op->codes1);
         lmn_quant_values(op->table2, 256, f[25], f[26], f[27], op->codes2);
+#ifdef LMN_PAIRS
+        if (lmn_build_pairs(&op->pairs[0], op->weights, cin, ch) || lmn_build_pairs(&op->pairs[1], op->weights3, ch, cout))
+            return fail_record(c, "out of memory");
+#endif
         tiles = (rows + LMN_TILE - 1) / LMN_TILE;
         op->work_bytes = ((size_t)(tiles * ch * LMN_TILE) + 63) / 64 * 64 +
                          ((size_t)(2 * frames * ch) * sizeof(float) + 63) / 64 * 64 + (size_t)(frames * cout) * 4;
@@ -698,6 +702,10 @@ static int read_op(checker *c, reader *r, lmn_op *op)
                          (size_t)(((cin > ch ? cin : ch) + 1) * frames) * 2; /* their int16 copies */
         op->narrow = (layer_bound(op->weights, op->ints0, cin, ch) < 32768 ? 1 : 0) |
                      (layer_bound(op->weights3, op->ints3, ch, cout) < 32768 ? 2 : 0);
+#ifdef LMN_PAIRS
+        if (lmn_build_pairs(&op->pairs[0], op->weights, cin, ch) || lmn_build_pairs(&op->pairs[1], op->weights3, ch, cout))
+            return fail_record(c, "out of memory");
+#endif
         return 1;
     }
     default:
@@ -922,6 +930,11 @@ void lmn_free(lmn_model *m)
         free(m->ops[i].ints2);
         free(m->ops[i].ints3);
         free(m->ops[i].weights4);
+        for (j = 0; j < 2; j++) {
+            free(m->ops[i].pairs[j].w);
+            free(m->ops[i].pairs[j].at);
+            free(m->ops[i].pairs[j].start);
+        }
         for (j = 0; j < 4; j++)
             free(m->ops[i].norm[j]);
     }

@@ -16,7 +16,25 @@ enum {
 #define LMN_TILE 64
 #define LMN_TILE_CHANNELS 512
 
+/* x86-64 (SSE2 always, AVX2 with -march where the CPU has it): the fused kernels' dot products take two
+ * input channels per multiply-add instruction (pmaddwd: int16 x int16 pairs summed into int32 lanes), from
+ * a channel-pair layout of the codes and a list of each output channel's nonzero weight pairs built at load.
+ * The sums are the same integers as the portable loops' (every one below 2^31 by the loader's bound, so
+ * their order does not matter); -DLMN_NO_SIMD builds the portable loops alone (what the tests compare). */
+#if defined(__SSE2__) && !defined(LMN_NO_SIMD)
+#define LMN_PAIRS 1
+#endif
+
 enum { KIND_INT = 0, KIND_FLOAT = 1 };
+
+/* One layer's weights w[ci * cout + co] as channel pairs: output channel co's nonzero pairs are entries
+ * start[co] .. start[co + 1] - 1, each the pair index p (channels 2p, 2p + 1; a missing odd one is 0) and
+ * the two weights as the int16 lanes of one int32 (w[2p] in the low half). */
+typedef struct {
+    int32_t *w;
+    int32_t *at;
+    int32_t *start;
+} lmn_pairs;
 
 #define MAX_RANK 8
 #define MAX_FIELDS 48
@@ -56,6 +74,7 @@ typedef struct {
     int32_t codes1[256], codes2[256];
     int32_t *norm[4]; /* GCBLOCK: gamma and beta of its two norms */
     size_t work_bytes; /* TAC, GCBLOCK: per-thread scratch */
+    lmn_pairs pairs[2]; /* LMN_PAIRS: TAC L1 and L3's first half; GCBLOCK expand and projection */
 } lmn_op;
 
 struct lmn_model {
@@ -85,6 +104,8 @@ uint32_t lmn_crc32(const unsigned char *data, size_t size);
 /* The PReLU of each 8-bit code (two's complement if is_signed) at scale 2^e: v < 0 ? v * slope : v. */
 void lmn_prelu_values(int64_t e, int is_signed, float slope, float table[256]);
 /* Quant of float32 values (the quant_float kernel): clamp(round_half_even(x * 2^-e), lo, hi). */
+/* lmn_pairs of the first cin rows of w (cin x cout, row-major); 0, or 1 out of memory */
+int lmn_build_pairs(lmn_pairs *p, const int8_t *w, int64_t cin, int64_t cout);
 void lmn_quant_values(const float *x, int n, int64_t e, int64_t lo, int64_t hi, int32_t *out);
 
 #endif

@@ -119,6 +119,20 @@ def test_standalone_program_equals_the_python_binding(tiny_packed, tmp_path):
     assert bad.returncode == 2 and "input file" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("flags", [("-DLMN_NO_SIMD",), ("-march=native",), ("-mno-avx2",)],
+                         ids=["portable", "native", "sse2"])
+def test_simd_paths_equal_the_portable_loops(tiny_packed, tmp_path, flags):
+    """The pmaddwd channel-pair dot products (SSE2 / AVX2) and the portable int16/int32 loops: same bytes"""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    path, inputs, _ = tiny_packed
+    runner = _build_runner(cc, tmp_path / "limuse_native_run", *flags)
+    subprocess.run([runner, str(path), *_raw_inputs(tiny_packed, tmp_path), str(tmp_path / "y.f32")], check=True)
+    expected = NativeModel(path).run(*(inputs[n][0] for n in ("mixture", "voiceprint", "visual")))
+    assert np.fromfile(tmp_path / "y.f32", "<f4").tobytes() == expected.tobytes()
+
+
 def test_aarch64_build_under_qemu_equals_x86_64(tiny_packed, tmp_path):
     cross, qemu = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64")
     if cross is None or qemu is None:
