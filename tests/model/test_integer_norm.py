@@ -55,6 +55,17 @@ def test_integer_norm_equals_the_formula_in_python_integers():
     assert torch.equal(last, got.transpose(1, 2))
 
 
+@pytest.mark.parametrize("low, high", [(-128, 127), (0, 255), (-3, 4)])
+def test_rows_long_enough_for_the_division_table_give_the_formula_too(low, high):
+    """Rows of thousands of 8-bit codes go through the per-value division table (integer_norm's fast
+    path); the numbers are the formula's, ties included (the narrow range makes many)."""
+    rng = random.Random(low)
+    codes = [[[rng.randint(low, high) for _ in range(600)] for c in range(8)] for _ in range(2)]
+    gamma, beta = [rng.randint(-127, 127) for _ in range(8)], [rng.randint(-5000, 5000) for _ in range(8)]
+    got = integer_norm(torch.tensor(codes), torch.tensor(gamma), torch.tensor(beta), channel_axis=1)
+    assert got.tolist() == [_reference(sample, gamma, beta) for sample in codes]
+
+
 def test_a_constant_input_normalises_to_beta():
     codes = torch.full((1, 3, 10), 17)
     acc = integer_norm(codes, torch.tensor([5, 6, 7]), torch.tensor([1, -2, 3]), channel_axis=1)
