@@ -706,6 +706,11 @@ static void pair_dot(int32_t *restrict acc, const int16_t *restrict xp, int64_t 
     const int32_t *wp = p->w + p->start[co], *at = p->at + p->start[co];
     int64_t k = p->start[co + 1] - p->start[co], t = 0, i;
 #ifdef __AVX2__
+    int64_t tail = len - len % 8; /* rows after the vectors */
+#else
+    int64_t tail = len - len % 16;
+#endif
+#ifdef __AVX2__
     for (; t + 64 <= len; t += 64) {
         __m256i a0 = _mm256_loadu_si256((const __m256i *)(acc + t)), a1 = _mm256_loadu_si256((const __m256i *)(acc + t + 8));
         __m256i a2 = _mm256_loadu_si256((const __m256i *)(acc + t + 16)), a3 = _mm256_loadu_si256((const __m256i *)(acc + t + 24));
@@ -773,15 +778,15 @@ static void pair_dot(int32_t *restrict acc, const int16_t *restrict xp, int64_t 
         _mm_storeu_si128((__m128i *)(acc + t + 12), a3);
     }
 #endif
-    for (; t < len; t++) { /* the remainder (len not a multiple of the vector): the same sums, row by row */
-        int32_t sum = acc[t];
+    for (t = tail; t < len; t++) { /* the remainder (len not a multiple of the vector): the same sums, row by row */
+        int32_t sum = 0;
         for (i = 0; i < k; i++) {
             int16_t lanes[2];
-            const int16_t *xs = xp + (at[i] * len + t) * 2;
+            const int16_t *xs = xp + 2 * (at[i] * len + t);
             memcpy(lanes, &wp[i], 4);
             sum += lanes[0] * xs[0] + lanes[1] * xs[1];
         }
-        acc[t] = sum;
+        acc[t] += sum;
     }
 }
 #endif
@@ -817,7 +822,10 @@ static void tac(lmn_model *m, const lmn_op *op)
         int32_t *part, *mq_o = mq + o * frames * ch, *b_o = bv + o * frames * ch, *y_o = y + o * rows * cout;
         const int32_t *x_o = x + o * rows * cin;
         int16_t xt[TILE_CHANNELS * TILE];
-        int32_t acc[TILE], wide[TILE_CHANNELS];
+        int32_t acc[TILE];
+#ifndef LMN_PAIRS
+        int32_t wide[TILE_CHANNELS];
+#endif
 #ifndef LMN_PAIRS
         int16_t acc16[TILE];
 #endif
@@ -837,9 +845,16 @@ static void tac(lmn_model *m, const lmn_op *op)
             int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
             unsigned char *at = a + t * ch * TILE;
 #ifdef LMN_PAIRS
-            for (c = 0; c < cin + (cin & 1); c++) /* channel pairs (an odd count gets a zero channel) */
-                for (r = 0; r < TILE; r++)
-                    xt[((c >> 1) * TILE + r) * 2 + (c & 1)] = r < nr && c < cin ? (int16_t)x_o[(r0 + r) * cin + c] : 0;
+            for (c = 0; c < cin; c += 2) { /* channel pairs (an odd count gets a zero channel) */
+                int16_t *xp = xt + c * TILE;
+                const int32_t *xr = x_o + r0 * cin + c;
+                for (r = 0; r < nr; r++) {
+                    xp[2 * r] = (int16_t)xr[r * cin];
+                    xp[2 * r + 1] = c + 1 < cin ? (int16_t)xr[r * cin + 1] : 0;
+                }
+                for (; r < TILE; r++)
+                    xp[2 * r] = xp[2 * r + 1] = 0;
+            }
 #else
             for (c = 0; c < cin; c++)
                 for (r = 0; r < TILE; r++)
@@ -886,6 +901,37 @@ static void tac(lmn_model *m, const lmn_op *op)
             for (c = 0; c < ch; c++)
                 mean[rr * ch + c] = msum[c * frames + rr] / groups_f;
         lmn_quant_values(mean, (int)(frames * ch), f[16], f[17], f[18], mq_o);
+#ifdef LMN_PAIRS
+        { /* b = L2(mq) and the second half of L3 as the frames' sums per output channel */
+            size_t fp_at = (part_at + (size_t)(frames * cout) * 4 + 63) / 64 * 64;
+            int16_t *fp = (int16_t *)(work + fp_at);
+            int32_t *fa = (int32_t *)(work + fp_at + (size_t)((ch + 1) * frames) * 2);
+            for (c = 0; c < ch + (ch & 1); c++)
+                for (rr = 0; rr < frames; rr++)
+                    fp[((c >> 1) * frames + rr) * 2 + (c & 1)] = c < ch ? (int16_t)mq_o[rr * ch + c] : 0;
+            for (co = 0; co < ch; co++) {
+                int32_t b0 = op->ints2 ? op->ints2[co] : 0;
+                for (rr = 0; rr < frames; rr++)
+                    fa[rr] = b0;
+                pair_dot(fa, fp, frames, &op->pairs[2], co);
+                requant_run(fa, frames, shift2, lo2, hi2);
+                for (rr = 0; rr < frames; rr++)
+                    b_o[rr * ch + co] = fa[rr];
+            }
+            for (c = 0; c < ch + (ch & 1); c++)
+                for (rr = 0; rr < frames; rr++)
+                    fp[((c >> 1) * frames + rr) * 2 + (c & 1)] =
+                        c < ch ? (int16_t)op->codes2[(uint32_t)b_o[rr * ch + c] & 0xFFu] : 0;
+            for (co = 0; co < cout; co++) {
+                int32_t b0 = op->ints3 ? op->ints3[co] : 0;
+                for (rr = 0; rr < frames; rr++)
+                    fa[rr] = b0;
+                pair_dot(fa, fp, frames, &op->pairs[3], co);
+                for (rr = 0; rr < frames; rr++)
+                    part[rr * cout + co] = fa[rr];
+            }
+        }
+#else
         for (rr = 0; rr < frames; rr++) {
             const int32_t *xr = mq_o + rr * ch;
             for (co = 0; co < ch; co++)
@@ -914,14 +960,26 @@ static void tac(lmn_model *m, const lmn_op *op)
             for (co = 0; co < cout; co++)
                 part[rr * cout + co] = wide[co];
         }
+#endif
         for (t = 0; t < tiles; t++) { /* pass B */
             int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
             const unsigned char *at = a + t * ch * TILE;
             int64_t frame[TILE];
 #ifdef LMN_PAIRS
-            for (c = 0; c < ch + (ch & 1); c++)
-                for (r = 0; r < TILE; r++)
-                    xt[((c >> 1) * TILE + r) * 2 + (c & 1)] = c < ch ? (int16_t)op->codes1[at[c * TILE + r]] : 0;
+            for (c = 0; c < ch; c += 2) {
+                int16_t *xp = xt + c * TILE;
+                const unsigned char *a0 = at + c * TILE, *a1 = a0 + TILE;
+                if (c + 1 < ch)
+                    for (r = 0; r < TILE; r++) {
+                        xp[2 * r] = (int16_t)op->codes1[a0[r]];
+                        xp[2 * r + 1] = (int16_t)op->codes1[a1[r]];
+                    }
+                else
+                    for (r = 0; r < TILE; r++) {
+                        xp[2 * r] = (int16_t)op->codes1[a0[r]];
+                        xp[2 * r + 1] = 0;
+                    }
+            }
 #else
             for (c = 0; c < ch * TILE; c++)
                 xt[c] = (int16_t)op->codes1[at[c]];

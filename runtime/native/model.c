@@ -618,12 +618,17 @@ static int read_op(checker *c, reader *r, lmn_op *op)
         lmn_quant_values(op->table, 256, f[25], f[26], f[27], op->codes1);
         lmn_quant_values(op->table2, 256, f[25], f[26], f[27], op->codes2);
 #ifdef LMN_PAIRS
-        if (lmn_build_pairs(&op->pairs[0], op->weights, cin, ch) || lmn_build_pairs(&op->pairs[1], op->weights3, ch, cout))
+        if (lmn_build_pairs(&op->pairs[0], op->weights, cin, ch) || lmn_build_pairs(&op->pairs[1], op->weights3, ch, cout) ||
+            lmn_build_pairs(&op->pairs[2], op->weights2, ch, ch) ||
+            lmn_build_pairs(&op->pairs[3], op->weights3 + ch * cout, ch, cout))
             return fail_record(c, "out of memory");
 #endif
         tiles = (rows + LMN_TILE - 1) / LMN_TILE;
         op->work_bytes = ((size_t)(tiles * ch * LMN_TILE) + 63) / 64 * 64 +
                          ((size_t)(2 * frames * ch) * sizeof(float) + 63) / 64 * 64 + (size_t)(frames * cout) * 4;
+#ifdef LMN_PAIRS /* the per-frame layers' codes in channel pairs, and one channel's sums over the frames */
+        op->work_bytes = (op->work_bytes + 63) / 64 * 64 + (size_t)((ch + 1) * frames) * 2 + (size_t)frames * 4;
+#endif
         return 1;
     }
     case OP_GCBLOCK: { /* FORMAT.md: 41 fields (+3 if the projection requantizes), then the arrays */
@@ -930,7 +935,7 @@ void lmn_free(lmn_model *m)
         free(m->ops[i].ints2);
         free(m->ops[i].ints3);
         free(m->ops[i].weights4);
-        for (j = 0; j < 2; j++) {
+        for (j = 0; j < 4; j++) {
             free(m->ops[i].pairs[j].w);
             free(m->ops[i].pairs[j].at);
             free(m->ops[i].pairs[j].start);

@@ -74,7 +74,7 @@ typedef struct {
     int32_t codes1[256], codes2[256];
     int32_t *norm[4]; /* GCBLOCK: gamma and beta of its two norms */
     size_t work_bytes; /* TAC, GCBLOCK: per-thread scratch */
-    lmn_pairs pairs[2]; /* LMN_PAIRS: TAC L1 and L3's first half; GCBLOCK expand and projection */
+    lmn_pairs pairs[4]; /* LMN_PAIRS: TAC L1, L3's first half, L2, L3's second half; GCBLOCK expand, projection */
 } lmn_op;
 
 struct lmn_model {
