@@ -144,7 +144,9 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
                   "files": files, "step_seconds": timings}
         started = time.perf_counter()
         ort_files = [k for k in ("int8", "float") if k in protos]
-        ops = {k: ort_session.optimized_op_counts(out / f"{source.name}.{k}.onnx") for k in ort_files}
+        sessions, ops = {}, {}
+        for kind in ort_files:
+            sessions[kind], ops[kind] = ort_session.session_and_op_counts(out / f"{source.name}.{kind}.onnx")
         for kind in ort_files:
             leaked = ort_session.initializers_as_inputs(protos[kind])
             if leaked:
@@ -157,8 +159,9 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
         log(f"onnxruntime graphs and MACs ({timed('onnxruntime_graphs', started)} s)")
         started = time.perf_counter()
         known = {qonnx_utterance.name: (qonnx_utterance, brevitas.waveform)} if brevitas is not None else {}
-        report["parity"], report["parity_per_utterance"] = _parity(source, quantized, out, utterances, inputs,
+        report["parity"], report["parity_per_utterance"] = _parity(source, quantized, sessions, utterances, inputs,
                                                                    known, log)
+        report["demo"] = demo_si_sdr(sessions[main], utterances[0])
         timed("parity_onnxruntime", started)
         if "qonnx" in protos:
             started = time.perf_counter()
@@ -226,13 +229,12 @@ def _child_side(send, source: Source, quantized, example, qonnx_utterance: Utter
     send("done", True)
 
 
-def _parity(source, quantized, out, utterances, inputs, known: dict, log):
+def _parity(source, quantized, sessions: dict, utterances, inputs, known: dict, log):
     """onnxruntime against torch/Brevitas on every utterance; `known`: {name: (utterance, Brevitas output)}
     already computed (the QONNX file's input), reused where an utterance has the very same samples."""
     rows = {"ort_vs_brevitas": [], "float_ort_vs_torch": []}
     per_utterance = []
-    float_session = ort_session.session(out / f"{source.name}.float.onnx")
-    int8_session = ort_session.session(out / f"{source.name}.int8.onnx") if quantized is not None else None
+    float_session, int8_session = sessions["float"], sessions.get("int8")
     for utterance, x in zip(utterances, inputs):
         entry = {"utterance": utterance.name, "samples": int(x[MIXTURE].shape[-1])}
         entry["float_ort_vs_torch"] = parity.compare(_forward(source.float, x), ort_session.run(float_session, x),
@@ -282,9 +284,10 @@ def _qonnx_parity(quantized, qonnx_model, utterance: Utterance, cfg, log) -> dic
             "qonnx_vs_brevitas_peak": result["peak"], "qonnx_input": utterance.name}
 
 
-def demo_si_sdr(path: "str | Path", utterance: Utterance) -> dict[str, float]:
-    """Run one exported file with onnxruntime on `utterance`; SI-SDR of its output and of mic 0."""
-    session = ort_session.session(path)
+def demo_si_sdr(model, utterance: Utterance) -> dict[str, float]:
+    """Run one exported file (a path, or its session) with onnxruntime on `utterance`; SI-SDR of its
+    output and of mic 0, and the run's seconds."""
+    session = ort_session.session(model) if isinstance(model, (str, Path)) else model
     wanted = {i.name for i in session.get_inputs()}
     channels = session.get_inputs()[0].shape[1]
     inputs = utterance.inputs(tuple(n for n in (VOICEPRINT, VISUAL) if n in wanted), int(channels))

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     import torch
     from limuse_export import demo_sample, sources
-    from limuse_export.pipeline import demo_si_sdr, export_all
+    from limuse_export.pipeline import export_all
     from limuse_export.report import format_report
 
     if args.recipe != "w3a8" and not args.preset:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_report(report))
     main_file = "int8" if source.quantized is not None else "float"
-    result = demo_si_sdr(f"{args.out}/{source.name}.{main_file}.onnx", demo)
+    result = report["demo"]
     print(f"\nonnxruntime, {source.name}.{main_file}.onnx on the demo sample ({result['audio_seconds']:.1f} s): "
           f"SI-SDR {result['si_sdr_db']:.2f} dB (mixture mic 0: {result['mixture_si_sdr_db']:.2f} dB), "
           f"{result['seconds'] * 1000:.0f} ms")
