@@ -324,12 +324,25 @@ static void norm_row(const int32_t *xr, int32_t *yr, int64_t n, int64_t channels
     int64_t i, sum = 0, var = 0, sd, o, c, j, outer = n / (channels * inner);
     int32_t mean, lo, hi;
     double dsd;
-    for (i = 0; i < n; i++)
-        sum += xr[i];
+    int64_t sq = 0;
+    lo = hi = xr[0];
+    for (i = 0; i < n; i++) { /* one pass: the sum, the sum of squares and the code range */
+        int32_t v = xr[i];
+        sum += v;
+        sq += (int64_t)v * v;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
     mean = (int32_t)divide_half_even(sum * ((int64_t)1 << fm), n);
-    for (i = 0; i < n; i++) {
-        int32_t d = xr[i] * (1 << fm) - mean;
-        var += (int64_t)d * d;
+    /* sum_i ((x_i << F) - mean)^2 = (sum x^2 << 2F) - 2 mean (sum x << F) + n mean^2, the same integer
+     * (every term below 2^62 for 8-bit codes and n < 2^28: checked here, else the two-pass form) */
+    if (n < ((int64_t)1 << 28) && lo >= -256 && hi <= 256 && fm <= 8) {
+        var = sq * ((int64_t)1 << (2 * fm)) - 2 * (int64_t)mean * (sum * ((int64_t)1 << fm)) + n * (int64_t)mean * mean;
+    } else {
+        for (i = 0; i < n; i++) {
+            int32_t d = xr[i] * (1 << fm) - mean;
+            var += (int64_t)d * d;
+        }
     }
     var /= n;
     sd = isqrt64(var);
@@ -341,11 +354,6 @@ static void norm_row(const int32_t *xr, int32_t *yr, int64_t n, int64_t channels
      * any other quotient lies 1 / (2 sd) from one, beyond the division's error (|d << P| < 2^52).
      * A row has at most 511 distinct codes (8-bit, either signedness) and usually more elements than
      * that: then the quotient of each code in [lo, hi] is computed once, into a table. */
-    lo = hi = xr[0];
-    for (i = 1; i < n; i++) {
-        lo = xr[i] < lo ? xr[i] : lo;
-        hi = xr[i] > hi ? xr[i] : hi;
-    }
     if ((int64_t)hi - lo + 1 < n && (int64_t)hi - lo < 512) {
         int32_t q[512];
         for (i = 0; i <= hi - lo; i++) {
@@ -627,14 +635,27 @@ static void conv_transpose(lmn_model *m, const lmn_op *op)
 }
 
 /* ---------------------------------------------------------------- fused kernels */
+/* y[i] = codes[x[i] & 0xFF]: a code -> code table (in place if y == x); AVX2: eight lookups per gather */
+static void table_run(int32_t *y, const int32_t *x, int64_t n, const int32_t codes[256])
+{
+    int64_t i = 0;
+#if defined(LMN_PAIRS) && defined(__AVX2__)
+    const __m256i mask = _mm256_set1_epi32(0xFF);
+    for (; i + 8 <= n; i += 8) {
+        __m256i idx = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), mask);
+        _mm256_storeu_si256((__m256i *)(y + i), _mm256_i32gather_epi32((const int *)codes, idx, 4));
+    }
+#endif
+    for (; i < n; i++)
+        y[i] = codes[(uint32_t)x[i] & 0xFFu];
+}
+
 /* PReLU then Quant of 8-bit codes: one code -> code table (built at load from the same float32 ops). */
 static void prelu_quant(lmn_model *m, const lmn_op *op)
 {
     const int32_t *x = INT_AT(m, op->f[1]);
     int32_t *y = INT_AT(m, op->f[0]);
-    int64_t i, n = op->f[2];
-    for (i = 0; i < n; i++)
-        y[i] = op->codes1[(uint32_t)x[i] & 0xFFu];
+    table_run(y, x, op->f[2], op->codes1);
 }
 
 #ifndef LMN_PAIRS /* the portable dot products (LMN_PAIRS: pair_dot below) */
@@ -1081,7 +1102,10 @@ static void gcblock(lmn_model *m, const lmn_op *op)
         int32_t *h, *g, *xt, *acc, *yo = y + o * frames * cout;
         int16_t *x16, *a16;
         const int32_t *xo = x + o * frames * cin;
-        int64_t t, c, ci, co, i, j;
+        int64_t t, c, ci, co, j;
+#ifndef LMN_PAIRS
+        int64_t i;
+#endif
 #ifdef _OPENMP
         thread = omp_get_thread_num();
 #endif
@@ -1128,8 +1152,7 @@ static void gcblock(lmn_model *m, const lmn_op *op)
         }
 #endif
         requant_run(h, n, (int)f[8], (int32_t)f[9], (int32_t)f[10]);
-        for (i = 0; i < n; i++)
-            h[i] = op->codes1[(uint32_t)h[i] & 0xFFu];
+        table_run(h, h, n, op->codes1);
         norm_row(h, g, n, ch, frames, (int)f[16], (int)f[17], op->norm[0], op->norm[1]);
         requant_run(g, n, (int)f[18], (int32_t)f[19], (int32_t)f[20]);
         for (c = 0; c < ch; c++) { /* depthwise conv over the frames, zero-padded */
@@ -1147,8 +1170,7 @@ static void gcblock(lmn_model *m, const lmn_op *op)
             }
         }
         requant_run(h, n, (int)f[26], (int32_t)f[27], (int32_t)f[28]);
-        for (i = 0; i < n; i++)
-            h[i] = op->codes2[(uint32_t)h[i] & 0xFFu];
+        table_run(h, h, n, op->codes2);
         norm_row(h, g, n, ch, frames, (int)f[34], (int)f[35], op->norm[2], op->norm[3]);
         requant_run(g, n, (int)f[36], (int32_t)f[37], (int32_t)f[38]);
 #ifdef LMN_PAIRS
