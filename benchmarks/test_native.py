@@ -4,12 +4,13 @@ against the 0.20 MiB goal, and every tensor against the golden engine at 3 s and
 
     pytest -s benchmarks/test_native.py      ->  benchmarks/results/native.{json,md}
 
-The 3 s export takes about 5 min on an idle core (11 min beside other jobs); 10 s about three times that.
-LIMUSE_K32_INORM_QONNX_3S / _10S: reuse a QONNX file this exporter wrote from the same model and the same
-tiled demo input at that length, instead of exporting again.
+The 3 s QONNX and int8 files are exported once for the module as the main job exports them (traced on
+0.5 s; the two exports side by side in two processes); the 10 s case (--runslow) exports its own.
+LIMUSE_K32_INORM_QONNX_3S / _10S / LIMUSE_K32_INORM_INT8: reuse files this exporter wrote from the same
+model and the same tiled demo input, instead of exporting again.
 
-test_native_speed_and_memory (`-k speed`): the packed file of the 3 s QONNX (LIMUSE_K32_INORM_QONNX_3S, else
-exported) against onnxruntime on its int8 ONNX file (LIMUSE_K32_INORM_INT8, else skipped) and eager PyTorch
+test_native_speed_and_memory (`-k speed`): the packed file of the 3 s QONNX against onnxruntime on the
+int8 ONNX file and eager PyTorch
 float (bundled limuse_k32_float), at 1 and 2 threads, in one process, interleaved; the engine's scratch
 bytes; peak RSS of `limuse-run --model <packed>` on 10 s and 60 s of the demo tiled
 ->  benchmarks/results/native_speed.{json,md}
@@ -50,14 +51,60 @@ def rows():
     return {}
 
 
-@pytest.mark.parametrize("seconds", [3, 10])
-def test_native_equals_golden_on_limuse_k32(seconds, rows, tmp_path):
+def _export_int8(path: Path, send) -> None:
+    from limuse_edge import pretrained
+    from limuse_export.pipeline import TRACE_SAMPLES, export_onnx
+    from limuse_export.prepare import exportable
+    from limuse_export.save import save_onnx
+    torch.set_num_threads(1)
+    inputs, _ = demo_inputs(TRACE_SAMPLES)
+    save_onnx(export_onnx("int8", exportable(pretrained.from_pretrained(MODEL).eval()),
+                          {k: torch.from_numpy(v) for k, v in inputs.items()}), path)
+    send("int8", str(path))
+
+
+def export_qonnx(seconds: int, path: Path) -> Path:
+    """The main job's QONNX export of MODEL for the demo tiled to `seconds` (traced on 0.5 s, then given
+    the window's shapes); a file LIMUSE_K32_INORM_QONNX_<seconds>S names is used instead."""
+    from limuse_edge import pretrained
+    from limuse_export.pipeline import TRACE_SAMPLES, export_onnx
+    from limuse_export.prepare import exportable
+    from limuse_export.save import save_onnx
+    reused = os.environ.get(f"LIMUSE_K32_INORM_QONNX_{seconds}S")
+    if reused:
+        return Path(reused)
+    inputs, _ = demo_inputs(seconds * SAMPLE_RATE)
+    trace, _ = demo_inputs(TRACE_SAMPLES)
+    model = pretrained.from_pretrained(MODEL).eval()
+    save_onnx(export_onnx("qonnx", exportable(model), {k: torch.from_numpy(v) for k, v in inputs.items()},
+                          trace_inputs={k: torch.from_numpy(v) for k, v in trace.items()}), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def k32_3s(tmp_path_factory):
+    """{"qonnx", "int8"} paths of MODEL's 3 s QONNX and its int8 ONNX file: the main job's two exports,
+    made side by side (the int8 one in a forked child), or the files LIMUSE_K32_INORM_QONNX_3S and
+    LIMUSE_K32_INORM_INT8 name."""
+    from limuse_export.forked import Forked
+    folder = tmp_path_factory.mktemp("k32_3s")
+    int8 = os.environ.get("LIMUSE_K32_INORM_INT8")
+    child = None if int8 else Forked(lambda send: _export_int8(folder / "k32.int8.onnx", send))
+    started = time.perf_counter()
+    files = {"qonnx": export_qonnx(3, folder / "k32_inorm_3s.qonnx.onnx"),
+             "int8": Path(int8) if int8 else Path(child.get("int8"))}
+    files["export_s"] = None if "LIMUSE_K32_INORM_QONNX_3S" in os.environ else round(time.perf_counter() - started, 1)
+    if child is not None:
+        child.close()
+    return files
+
+
+@pytest.mark.parametrize("seconds", [3, pytest.param(10, marks=pytest.mark.slow(
+    reason="a 10 s QONNX export and the golden engine at 10 s, tensor by tensor (about 10 min on an idle core)"))])
+def test_native_equals_golden_on_limuse_k32(seconds, rows, tmp_path, request):
     from limuse_edge import pretrained
     from limuse_edge.metrics import si_sdr
     from limuse_export.pack_check import compare_with_golden
-    from limuse_export.pipeline import export_onnx
-    from limuse_export.prepare import exportable
-    from limuse_export.save import save_onnx
     from limuse_runtime.native import build, library_path
 
     if library_path() is None:
@@ -65,12 +112,13 @@ def test_native_equals_golden_on_limuse_k32(seconds, rows, tmp_path):
     torch.set_num_threads(1)
     model = pretrained.from_pretrained(MODEL).eval()
     inputs, target = demo_inputs(seconds * SAMPLE_RATE)
-    started = time.perf_counter()
-    reused = os.environ.get(f"LIMUSE_K32_INORM_QONNX_{seconds}S")
-    qonnx = Path(reused) if reused else tmp_path / f"k32_inorm_{seconds}s.qonnx.onnx"
-    if not reused:
-        save_onnx(export_onnx("qonnx", exportable(model), {k: torch.from_numpy(v) for k, v in inputs.items()}), qonnx)
-    export_s = None if reused else round(time.perf_counter() - started, 1)
+    if seconds == 3:
+        files = request.getfixturevalue("k32_3s")
+        qonnx, export_s = files["qonnx"], files["export_s"]
+    else:
+        started = time.perf_counter()
+        qonnx = export_qonnx(seconds, tmp_path / f"k32_inorm_{seconds}s.qonnx.onnx")
+        export_s = None if f"LIMUSE_K32_INORM_QONNX_{seconds}S" in os.environ else round(time.perf_counter() - started, 1)
     with torch.no_grad():
         brevitas = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).numpy()[0]
     stats = compare_with_golden(qonnx, inputs, tmp_path / "k32.packed.bin", keep_codes=seconds <= 3)
@@ -145,27 +193,17 @@ def _peak_rss_mb(packed: Path, seconds: int, tmp_path: Path) -> float:
     return round(int(result.stdout.split("PEAK_RSS_KB")[1].split()[0]) / 1024, 1)
 
 
-def test_native_speed_and_memory(tmp_path):
+def test_native_speed_and_memory(k32_3s, tmp_path):
     from limuse_edge import pretrained
     from limuse_export.pack import pack
-    from limuse_export.pipeline import export_onnx
-    from limuse_export.prepare import exportable
-    from limuse_export.save import save_onnx
     from limuse_runtime.native import NativeModel, build, library_path
 
-    int8 = os.environ.get("LIMUSE_K32_INORM_INT8")
-    if not int8 or not Path(int8).is_file():
-        pytest.skip("LIMUSE_K32_INORM_INT8: the int8 ONNX file of the same export (python export/to_onnx.py writes it)")
+    int8, qonnx = str(k32_3s["int8"]), k32_3s["qonnx"]
     import onnxruntime as ort
     if library_path() is None:
         build.build()
     seconds = 3
     inputs, _ = demo_inputs(seconds * SAMPLE_RATE)
-    reused = os.environ.get("LIMUSE_K32_INORM_QONNX_3S")
-    qonnx = Path(reused) if reused else tmp_path / "k32_inorm_3s.qonnx.onnx"
-    if not reused:
-        model = pretrained.from_pretrained(MODEL).eval()
-        save_onnx(export_onnx("qonnx", exportable(model), {k: torch.from_numpy(v) for k, v in inputs.items()}), qonnx)
     packed = tmp_path / "k32.packed.bin"
     pack(qonnx, packed, {"name": MODEL})
     native = NativeModel(packed)
