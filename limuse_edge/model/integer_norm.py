@@ -73,8 +73,10 @@ def _normalise(rows: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, mean_f
     """rdiv(((rows << mean_frac_bits) - mean) << norm_frac_bits, std), row by row. The codes of a row take
     few values (8-bit codes: at most 256), so the division runs once per value in a (rows, values) table
     and the elements gather from it: the same integers, 3-4x faster than dividing every element."""
-    lo, hi = int(rows.min()), int(rows.max())
-    if (hi - lo + 1) * 4 > rows.shape[1]:  # wide codes or short rows: a table would not be smaller
+    # Under the ONNX tracer the data-dependent table (its size and offset taken from the codes) cannot be
+    # recorded, and the traced ops are replaced by the IntegerNorm node anyway: divide directly there.
+    lo, hi = (0, 0) if torch.jit.is_tracing() else (int(rows.min()), int(rows.max()))
+    if torch.jit.is_tracing() or (hi - lo + 1) * 4 > rows.shape[1]:  # or wide codes, short rows
         return rdiv(((rows << mean_frac_bits) - mean) << norm_frac_bits, std)
     values = torch.arange(lo, hi + 1, dtype=rows.dtype)
     table = rdiv(((values[None] << mean_frac_bits) - mean) << norm_frac_bits, std)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 import random
 
 import pytest
@@ -138,3 +139,15 @@ def test_quantized_checkpoint_loads_into_the_same_recipe_with_integer_norms(tmp_
     assert torch.equal(loaded.norm.weight, model.norm.weight)
     with pytest.raises(CheckpointError, match="cannot be loaded as 'w4a8-po2-inorm'"):
         convert_recipe(load_checkpoint(path)[0], "w4a8-po2-inorm")
+
+
+def test_a_traced_integer_norm_gives_the_formula_on_other_codes():
+    """Under the tracer the norm divides element by element: the division table's size and offset come
+    from the codes, so a traced table would hold the example's range and break on other inputs (and the
+    ONNX exporter refuses such graphs)."""
+    gamma, beta = torch.randint(-127, 127, (8,)), torch.randint(-5000, 5000, (8,))
+    example, other = torch.randint(-3, 4, (1, 8, 600)), torch.randint(-128, 128, (1, 8, 600))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(lambda c: integer_norm(c, gamma, beta, channel_axis=1), example)
+    assert torch.equal(traced(other), integer_norm(other, gamma, beta, channel_axis=1))
