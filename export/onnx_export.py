@@ -67,9 +67,20 @@ def _exporting():
 def _via_file(export, module, inputs, **kwargs) -> onnx.ModelProto:
     with tempfile.TemporaryDirectory(prefix="limuse_export_") as tmp, torch.no_grad():
         path = Path(tmp) / "model.onnx"
-        with _exporting():
-            export(module, _args(module, inputs), str(path), **kwargs)
+        try:
+            with _exporting():
+                export(module, _args(module, inputs), str(path), **kwargs)
+        finally:
+            _remove_export_handlers(module)
         return onnx.load(str(path))
+
+
+def _remove_export_handlers(module: torch.nn.Module) -> None:
+    """Brevitas attaches its manager's export handler to each quant layer or proxy and leaves it there; the
+    next export of the same layers, to another format, would reuse it (prepare.exportable shares them)."""
+    for m in module.modules():
+        if getattr(m, "export_handler", None) is not None:
+            m.export_handler = None
 
 
 def constants_to_initializers(model: onnx.ModelProto) -> onnx.ModelProto:

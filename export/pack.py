@@ -718,6 +718,20 @@ def _affine(index: np.ndarray):
     return (offset, strides) if np.array_equal(rebuilt, index) else None
 
 
+def _affine_on_probes(dims2, off2, strides2, dims1, off1, strides1) -> bool:
+    """A necessary condition for _affine of the composed index, on a few points (each axis's first and last
+    step, the far corner): most candidates fail it, without building the whole index."""
+    def source(points):
+        flat = off2 + points @ np.asarray(strides2, np.int64)
+        return off1 + np.stack(np.unravel_index(flat, tuple(dims1)), axis=-1) @ np.asarray(strides1, np.int64)
+    dims = np.asarray(dims2, np.int64)
+    rank = len(dims)
+    points = np.vstack([np.eye(rank, dtype=np.int64) * (dims > 1), np.diag(dims - 1), (dims - 1)[None]])
+    origin = source(np.zeros((1, rank), np.int64))[0]
+    steps = source(points[:rank]) - origin
+    return bool(np.array_equal(source(points), origin + points @ steps))
+
+
 def _match_copy_chain(program: Program, flow: _Flow, i2: int):
     """COPY of a value that one plain COPY wrote whole (a layout op of a layout op: slices of a pad,
     transposes of a concatenation): one COPY from the first one's source, when the composed index is still
@@ -736,6 +750,8 @@ def _match_copy_chain(program: Program, flow: _Flow, i2: int):
         return None
     dims2, dst_off2, dst2, src_off2, src2, deq2, e2 = _copy_view(c2.fields)
     if not dims2 or int(np.prod(dims2)) > 1 << 24:
+        return None
+    if not _affine_on_probes(dims2, src_off2, src2, dims1, src_off1, src1):
         return None
     flat = np.full(tuple(dims2), src_off2, np.int64)
     for d, st in enumerate(src2):
@@ -759,22 +775,17 @@ def fuse(program: Program, keep: set) -> dict:
     the pattern used disappear from the program (renumber() drops them)."""
     counts = {}
     composed = 0
-    while True:  # copies of copies, until none is left to compose
-        flow = _Flow(program, keep)
-        changed = 0
-        for i in range(len(program.records)):
-            found = _match_copy_chain(program, flow, i)
-            if found is not None:
-                program.records[i] = found[1]
-                changed += 1
-                break  # the flow changed: recompute it
-        if not changed:
-            break
-        composed += changed
-        flow = _Flow(program, keep)  # drop first copies whose value nothing reads any more
-        program.records = [r for r in program.records
-                           if not (r.opcode == OP_COPY and r.outputs[0] not in keep
-                                   and not flow.readers.get(r.outputs[0]))]
+    flow = _Flow(program, keep)
+    for i in range(len(program.records)):
+        # One pass suffices: the program is in topological order, so composing record i changes what later
+        # records see, never earlier ones; a composed copy may compose again with its new source's writer.
+        while (found := _match_copy_chain(program, flow, i)) is not None:
+            program.records[i] = found[1]
+            flow = _Flow(program, keep)
+            composed += 1
+    flow = _Flow(program, keep)  # drop first copies whose value nothing reads any more
+    program.records = [r for r in program.records
+                       if not (r.opcode == OP_COPY and r.outputs[0] not in keep and not flow.readers.get(r.outputs[0]))]
     counts["copy_chains"] = composed
     for name, match in (("tac", _match_tac), ("prelu_quant", _match_prelu_quant), ("gcblock", _match_gcblock)):
         flow = _Flow(program, keep)

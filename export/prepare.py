@@ -49,14 +49,24 @@ class OnnxInterface(nn.Module):
 
 
 def exportable(model: LiMuSE) -> OnnxInterface:
-    """A deep copy in eval mode, EXPORT_MODULES substituted, behind the positional ONNX interface."""
-    model = copy.deepcopy(model)
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            substitute = EXPORT_MODULES.get(type(child))
-            if substitute is not None:
-                setattr(parent, name, substitute(child))
-    return OnnxInterface(model.eval())
+    """`model` in eval mode, EXPORT_MODULES substituted, behind the positional ONNX interface; `model` itself
+    stays as it was. Only the modules on the way to a substitute, or in training mode, are copied (shallow);
+    the rest are shared: a deep copy of a Brevitas model costs seconds (5 s for limuse_k32, once per file),
+    and exporting changes no parameter (onnx_export removes the handlers Brevitas attaches)."""
+    return OnnxInterface(_substituted(model)).eval()
+
+
+def _substituted(module: nn.Module) -> nn.Module:
+    substitute = EXPORT_MODULES.get(type(module))
+    if substitute is not None:
+        return substitute(module).eval()
+    children = {name: None if child is None else _substituted(child) for name, child in module._modules.items()}
+    if not module.training and all(children[name] is child for name, child in module._modules.items()):
+        return module
+    copied = copy.copy(module)
+    copied._modules = children
+    copied.training = False
+    return copied
 
 
 def example_inputs(model: LiMuSE, n_samples: int, seed: int = 0, batch: int = 1) -> dict[str, torch.Tensor]:

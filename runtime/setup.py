@@ -14,23 +14,10 @@ def main() -> None:
     from setuptools import setup
     from setuptools.command.build_py import build_py
 
-    here = Path(__file__).resolve().parent
-
-    class BuildWithNativeEngine(build_py):
-        def run(self):
-            super().run()
-            spec = importlib.util.spec_from_file_location("native_build", here / "native" / "build.py")
-            native_build = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(native_build)  # stdlib only: the package itself is not importable yet
-            target = Path(self.build_lib) / "limuse_runtime" / "native" / native_build.LIBRARY
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                native_build.build(target)
-                print(f"native engine: built {target}")
-            except RuntimeError as exc:  # no compiler, or it failed: the rest of the runtime still installs
-                print(f"warning: {exc}; the native engine (limuse-run --model <name>.packed.bin) is not available")
-
-    setup(cmdclass={"build_py": BuildWithNativeEngine})
+    spec = importlib.util.spec_from_file_location("native_build", Path(__file__).resolve().parent / "native" / "build.py")
+    native_build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(native_build)  # stdlib only: the package itself is not importable yet
+    setup(cmdclass={"build_py": native_build.with_native_engine(build_py)})
 
 
 if __name__ == "__main__":

@@ -56,6 +56,27 @@ def build(out: "str | Path | None" = None, cc: "str | None" = None, openmp: bool
     raise RuntimeError(f"native engine: {cc} failed: {error}")
 
 
+def with_native_engine(build_py: type) -> type:
+    """setuptools' build_py command that also compiles the engine: into the build's limuse_runtime/native/,
+    or in place for an editable install (whose package is the source folder). Without a C compiler the
+    install still succeeds (the onnxruntime backend only). Used by both setup.py files (the runtime's,
+    and the repository's, whose wheel holds limuse_runtime too)."""
+
+    class BuildWithNativeEngine(build_py):
+        def run(self):
+            super().run()
+            target = None if getattr(self, "editable_mode", False) else \
+                Path(self.build_lib) / "limuse_runtime" / "native" / LIBRARY
+            if target is not None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                print(f"native engine: built {build(target)}")
+            except RuntimeError as exc:
+                print(f"warning: {exc}; the native engine (limuse-run --model <name>.packed.bin) is not available")
+
+    return BuildWithNativeEngine
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m limuse_runtime.native.build", description=__doc__.splitlines()[0])
     parser.add_argument("--cc", help="C compiler (default: $CC, cc, gcc or clang)")

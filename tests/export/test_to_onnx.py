@@ -81,6 +81,23 @@ def test_export_is_deterministic(tiny_quantized, tiny_onnx):
     assert again.SerializeToString() == onnx.load(str(tiny_onnx["int8"])).SerializeToString()
 
 
+def test_exports_share_the_model_and_leave_it_as_it_was(tiny_quantized):
+    """exportable copies only what it changes; Brevitas's export handlers go after each export, so the same
+    layers export to another format as if fresh, and the model's forward and mode do not change."""
+    quantized, _ = tiny_quantized
+    x = example_inputs(quantized, LENGTHS[0])
+    with torch.no_grad():
+        before = quantized(**x)
+    first = onnx_export.export_qonnx(exportable(quantized), x).SerializeToString()
+    onnx_export.export_qcdq(exportable(quantized), x)
+    assert onnx_export.export_qonnx(exportable(quantized), x).SerializeToString() == first
+    assert not any(getattr(m, "export_handler", None) for m in quantized.modules())
+    assert not any(m.training for m in quantized.modules())
+    with torch.no_grad():
+        assert torch.equal(quantized(**x), before)
+    assert exportable(quantized).model is not quantized  # the norms were substituted in a copy
+
+
 def test_pipeline_report_and_qonnx_executor_parity(micro_report):
     report, out = micro_report
     saved = json.loads((out / "export_report.json").read_text())
