@@ -31,22 +31,39 @@ def bundle(checkpoint: str, last: str, name: str, data: str, corpus_recipe: str,
     return meta
 
 
+def parent_record(init_from: str | None) -> dict | None:
+    """The record of the bundle a run starts from (the json beside its .pt), taken when the run starts
+    and kept in the run's checkpoints: a bundle made later chains from it, not from whatever json is
+    bundled by then (which may already hold this very run, and so count it twice)."""
+    if not init_from:
+        return None
+    meta_path = Path(init_from).with_suffix(".json")
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if "training" not in meta:
+        return None
+    return {k: meta.get(k) for k in ("name", "corpus_recipe", "training", "history")}
+
+
 def _continued(name: str, training: dict, history: list) -> tuple[dict, list]:
-    """A run that started from the bundle it replaces (init_from: .../<name>.pt) continues that bundle's
-    training: its totals and learning curve include the parent's, the parent's corpus and config kept."""
-    init = training.get("train_config", {}).get("init_from") or ""
-    parent_meta = HERE / f"{name}.json"
-    if Path(init).name != f"{name}.pt" or not parent_meta.is_file():
+    """A run that started from the bundle it replaces continues that bundle's training: its totals and
+    learning curve include the parent's, the parent's corpus and config kept."""
+    training = dict(training)
+    parent = training.pop("parent", None)
+    if parent is None:  # runs started before checkpoints kept their parent: read the bundled json
+        init = training.get("train_config", {}).get("init_from") or ""
+        parent = parent_record(str(HERE / f"{name}.pt")) if Path(init).name == f"{name}.pt" else None
+    if parent is None or parent.get("name") != name:
         return training, history
-    parent = json.loads(parent_meta.read_text())
-    p_train, p_hist = parent.get("training", {}), parent.get("history", [])
+    p_train, p_hist = parent.get("training") or {}, parent.get("history") or []
     p_cfg = p_train.get("train_config", {})
     per_step = p_cfg.get("batch_size", 0) * p_cfg.get("segment_seconds", 0)  # older records lack audio_seconds
     p_hist = [{**h, "audio_seconds": h.get("audio_seconds", h["step"] * per_step)} for h in p_hist]
     p_steps, p_audio = p_train.get("steps", 0), p_train.get("audio_seconds_seen", 0.0)
     history = p_hist + [{**h, "step": h["step"] + p_steps, "audio_seconds": h.get("audio_seconds", 0.0) + p_audio}
                         for h in history]
-    lineage = parent.get("training", {}).get("continues", []) + [
+    lineage = p_train.get("continues", []) + [
         {"corpus_recipe": parent.get("corpus_recipe"), "steps": p_steps, "audio_seconds_seen": p_audio,
          "train_seconds": p_train.get("train_seconds", 0.0), "train_config": p_cfg}]
     totals = {"steps": training.get("steps", 0) + p_steps,

@@ -15,6 +15,7 @@ from limuse_edge import quant
 from limuse_edge.checkpoint import convert_recipe, load_checkpoint, load_state, read_checkpoint, save_checkpoint
 from limuse_edge.config import get_preset
 from limuse_edge.model import LiMuSE
+from limuse_edge.pretrained.bundle import parent_record
 from limuse_edge.train.config import TrainConfig
 from limuse_edge.train.fast_path import fast_path
 from limuse_runtime.contract import INPUT_NAMES, SAMPLE_RATE
@@ -170,7 +171,9 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
     if dist.main:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(str(out / "tb"))
-    meta = {"train_config": cfg.to_dict()}
+    # A resumed run keeps the parent it started from, whatever the bundle holds now.
+    parent = ckpt.get("meta", {}).get("parent") if ckpt is not None else parent_record(cfg.init_from)
+    meta = {"train_config": cfg.to_dict(), **({"parent": parent} if parent else {})}
     started = time.monotonic()
     model.train()
     while state["epoch"] < cfg.epochs:

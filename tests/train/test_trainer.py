@@ -1,3 +1,4 @@
+import json
 import dataclasses
 
 import pytest
@@ -108,3 +109,28 @@ def test_dynamic_mixing_resumes_into_the_same_run(tiny_cfg, speech_pool, tmp_pat
     a = read_checkpoint(tmp_path / "a" / "last.pt")["state_dict"]
     b = read_checkpoint(tmp_path / "b" / "last.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_that_continues_a_bundle_counts_the_bundle_once(tiny_cfg, tmp_path):
+    """The bundle's record is taken when the run starts; bundling the run twice (the second time after
+    the first bundle replaced the json) gives the same totals, not the run counted twice."""
+    from limuse_edge.pretrained.bundle import _continued
+    parent_pt, parent_json = tmp_path / "tiny_float.pt", tmp_path / "tiny_float.json"
+    save_checkpoint(parent_pt, build_model("tiny"))
+    parent = {"name": "tiny_float", "corpus_recipe": "first corpus",
+              "training": {"steps": 10, "audio_seconds_seen": 40.0, "train_seconds": 5.0, "train_config": {}},
+              "history": [{"epoch": 1, "step": 10, "audio_seconds": 40.0, "valid_si_sdr": 1.0}]}
+    parent_json.write_text(json.dumps(parent))
+    train(dataclasses.replace(tiny_cfg, init_from=str(parent_pt)))
+    run = read_checkpoint(f"{tiny_cfg.out_dir}/last.pt")
+    assert run["meta"]["parent"]["training"]["steps"] == 10
+
+    first, first_history = _continued("tiny_float", run["meta"], run["train_state"]["history"])
+    parent_json.write_text(json.dumps({**parent, "training": first, "history": first_history}))
+    again, again_history = _continued("tiny_float", run["meta"], run["train_state"]["history"])
+    assert first["steps"] == again["steps"] == 12 and again_history == first_history
+    assert again["audio_seconds_seen"] == pytest.approx(40.0 + 2 * 2 * 0.48)
+    assert [h["step"] for h in again_history] == [10, 12] and "parent" not in again
+    assert [c["corpus_recipe"] for c in again["continues"]] == ["first corpus"]
+    other, _ = _continued("tiny_w3a8", run["meta"], run["train_state"]["history"])
+    assert other["steps"] == 2 and "continues" not in other
