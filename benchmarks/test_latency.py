@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 import pytest
 
+from machine import describe, machine
 from limuse_runtime.contract import SAMPLE_RATE, VISUAL_DIM, VOICEPRINT_DIM, atomic_write_text, n_video_frames
 
 PRESET = "limuse_k32"
@@ -210,7 +211,7 @@ def test_latency(tmp_path):
                        "best_ort_int8": best["backend"], "rtf": best["rtf"],
                        "speedup": best["speedup_vs_torch_float"],
                        "met": best["rtf"] <= GOAL_RTF and best["speedup_vs_torch_float"] >= GOAL_SPEEDUP},
-              "machine": {"cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}}
+              "machine": machine()}
     atomic_write_text(RESULTS / "latency.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(RESULTS / "latency.md", markdown(report))
     print(markdown(report))
@@ -249,8 +250,7 @@ def peak_rss_mb(model: Path, seconds: int, tmp_path: Path) -> float:
 
 def markdown(report: dict) -> str:
     lines = [f"# Latency: {report['preset']}, {report['input_seconds']} s input, median of {report['runs']} runs",
-             "", f"Machine: {report['machine']['cpus']} CPUs, 1-min load average "
-             f"{report['machine']['load_average_1min']:.1f} at the end of the run (shared machine: compare ratios).",
+             "", f"Machine: {describe(report['machine'])} at the end of the run (shared machine: compare ratios).",
              "", "| backend | threads | median s | RTF | speed-up vs torch float |", "|---|---|---|---|---|"]
     for r in report["rows"]:
         lines.append(f"| {r['backend']} | {r['threads']} | {r['median_s']:.3f} | {r['rtf']:.4f} | "

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 
+from machine import describe, machine
 from limuse_runtime.contract import SAMPLE_RATE, atomic_write_text, n_video_frames
 
 MODEL = "limuse_k32_w3a8_po2_inorm"
@@ -234,7 +235,7 @@ def test_native_speed_and_memory(k32_3s, tmp_path):
     report = {"model": MODEL, "packed_bytes": packed.stat().st_size, "scratch_bytes": native.scratch_bytes,
               "rows": rows, "kernel_seconds_1_thread": {k: round(v, 4) for k, v in native.kernel_seconds().items() if v},
               "rss_mb": {f"{s}s": _peak_rss_mb(packed, s, tmp_path) for s in (10, 60)},
-              "load_average": os.getloadavg()}
+              "machine": machine()}
     by = {(r["backend"], r["threads"]): r for r in rows}
     report["speedup_1_thread_wall"] = {b: round(by[(b, 1)]["wall_s"] / by[("native", 1)]["wall_s"], 2)
                                        for b in ("onnxruntime int8", "eager float")}
@@ -243,7 +244,7 @@ def test_native_speed_and_memory(k32_3s, tmp_path):
              f"Packed file {report['packed_bytes']} bytes; scratch (arena + kernel scratch, 1 thread) "
              f"{report['scratch_bytes']} bytes ({report['scratch_bytes'] / 2 ** 20:.1f} MiB); peak RSS of "
              f"`limuse-run --model` 10 s {report['rss_mb']['10s']} MB, 60 s {report['rss_mb']['60s']} MB (goal 64 MB). "
-             f"Load average during the run {', '.join(f'{x:.1f}' for x in report['load_average'])}.", "",
+             f"Machine: {describe(report['machine'])}.", "",
              "| backend | threads | wall s (median of 5) | RTF wall | CPU s | RTF CPU |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['backend']} | {r['threads']} | {r['wall_s']:.3f} | {r['rtf_wall']:.3f} | {r['cpu_s']:.3f} | "
               f"{r['rtf_cpu']:.3f} |" for r in rows]

@@ -316,28 +316,49 @@ static void conv(lmn_model *m, const lmn_op *op)
 }
 
 /* ---------------------------------------------------------------- integer norm (ops.integer_norm) */
-/* One row of n codes (ops.integer_norm); channel c = (i / inner) mod channels. */
-static void norm_row(const int32_t *xr, int32_t *yr, int64_t n, int64_t channels, int64_t inner, int fm, int fn,
-                     const int32_t *gamma, const int32_t *beta)
+/* A norm's statistics of one row of codes: sum, sum of squares and range (its first pass, which the
+ * fused block computes while it writes the codes). */
+typedef struct {
+    int64_t sum, sq;
+    int32_t lo, hi;
+} lmn_stats;
+
+static void row_stats(const int32_t *xr, int64_t n, lmn_stats *st)
 {
-    /* 8-bit input codes (the packer checked): every d = (q << F) - mean and d << P fits int32 */
-    int64_t i, sum = 0, var = 0, sd, o, c, j, outer = n / (channels * inner);
-    int32_t mean, lo, hi;
-    double dsd;
-    int64_t sq = 0;
-    lo = hi = xr[0];
-    for (i = 0; i < n; i++) { /* one pass: the sum, the sum of squares and the code range */
+    int64_t i, sum = 0, sq = 0;
+    int32_t lo = xr[0], hi = xr[0];
+    for (i = 0; i < n; i++) {
         int32_t v = xr[i];
         sum += v;
         sq += (int64_t)v * v;
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
     }
-    mean = (int32_t)divide_half_even(sum * ((int64_t)1 << fm), n);
+    st->sum = sum;
+    st->sq = sq;
+    st->lo = lo;
+    st->hi = hi;
+}
+
+/* The row's normalised value of every code in [lo, hi] (ops.integer_norm), or 0 where a row has more
+ * distinct codes than elements (then norm_value divides each element). */
+typedef struct {
+    int32_t mean, lo, hi, use_table;
+    double sd;
+    int fm, fn;
+    int32_t q[512];
+} lmn_norm;
+
+static void norm_prepare(const int32_t *xr, int64_t n, const lmn_stats *st, int fm, int fn, lmn_norm *nm)
+{
+    /* 8-bit input codes (the packer checked): every d = (q << F) - mean and d << P fits int32 */
+    int64_t i, var = 0, sd;
+    int32_t mean = (int32_t)divide_half_even(st->sum * ((int64_t)1 << fm), n), lo = st->lo, hi = st->hi;
     /* sum_i ((x_i << F) - mean)^2 = (sum x^2 << 2F) - 2 mean (sum x << F) + n mean^2, the same integer
      * (every term below 2^62 for 8-bit codes and n < 2^28: checked here, else the two-pass form) */
     if (n < ((int64_t)1 << 28) && lo >= -256 && hi <= 256 && fm <= 8) {
-        var = sq * ((int64_t)1 << (2 * fm)) - 2 * (int64_t)mean * (sum * ((int64_t)1 << fm)) + n * (int64_t)mean * mean;
+        var = st->sq * ((int64_t)1 << (2 * fm)) - 2 * (int64_t)mean * (st->sum * ((int64_t)1 << fm))
+              + n * (int64_t)mean * mean;
     } else {
         for (i = 0; i < n; i++) {
             int32_t d = xr[i] * (1 << fm) - mean;
@@ -348,33 +369,48 @@ static void norm_row(const int32_t *xr, int32_t *yr, int64_t n, int64_t channels
     sd = isqrt64(var);
     if (sd < 1)
         sd = 1;
-    dsd = (double)sd;
-
+    nm->mean = mean;
+    nm->lo = lo;
+    nm->hi = hi;
+    nm->fm = fm;
+    nm->fn = fn;
+    nm->sd = (double)sd;
     /* the double quotient rounded half to even is the exact rdiv: a tie k + 1/2 is representable and
      * any other quotient lies 1 / (2 sd) from one, beyond the division's error (|d << P| < 2^52).
      * A row has at most 511 distinct codes (8-bit, either signedness) and usually more elements than
      * that: then the quotient of each code in [lo, hi] is computed once, into a table. */
-    if ((int64_t)hi - lo + 1 < n && (int64_t)hi - lo < 512) {
-        int32_t q[512];
+    nm->use_table = (int64_t)hi - lo + 1 < n && (int64_t)hi - lo < 512;
+    if (nm->use_table)
         for (i = 0; i <= hi - lo; i++) {
             int32_t d = ((lo + (int32_t)i) * (1 << fm) - mean) * (1 << fn);
-            q[i] = (int32_t)round_half_even_double((double)d / dsd);
+            nm->q[i] = (int32_t)round_half_even_double((double)d / nm->sd);
         }
-        if (inner == 1) {
-            for (o = 0; o < outer; o++) {
-                const int32_t *xs = xr + o * channels;
-                int32_t *ys = yr + o * channels;
-                for (c = 0; c < channels; c++)
-                    ys[c] = q[xs[c] - lo] * gamma[c] + beta[c];
-            }
-        } else {
-            for (o = 0; o < outer; o++)
-                for (c = 0; c < channels; c++) {
-                    const int32_t *xs = xr + (o * channels + c) * inner;
-                    int32_t *ys = yr + (o * channels + c) * inner, g = gamma[c], b = beta[c];
-                    for (j = 0; j < inner; j++)
-                        ys[j] = q[xs[j] - lo] * g + b;
-                }
+}
+
+static int32_t norm_value(const lmn_norm *nm, int32_t x)
+{
+    int32_t d;
+    if (nm->use_table)
+        return nm->q[x - nm->lo];
+    d = (x * (1 << nm->fm) - nm->mean) * (1 << nm->fn);
+    return (int32_t)round_half_even_double((double)d / nm->sd);
+}
+
+/* One row of n codes (ops.integer_norm); channel c = (i / inner) mod channels. */
+static void norm_row(const int32_t *xr, int32_t *yr, int64_t n, int64_t channels, int64_t inner, int fm, int fn,
+                     const int32_t *gamma, const int32_t *beta)
+{
+    int64_t o, c, j, outer = n / (channels * inner);
+    lmn_stats st;
+    lmn_norm nm;
+    row_stats(xr, n, &st);
+    norm_prepare(xr, n, &st, fm, fn, &nm);
+    if (nm.use_table && inner == 1) { /* channels-last rows */
+        for (o = 0; o < outer; o++) {
+            const int32_t *xs = xr + o * channels;
+            int32_t *ys = yr + o * channels;
+            for (c = 0; c < channels; c++)
+                ys[c] = nm.q[xs[c] - nm.lo] * gamma[c] + beta[c];
         }
         return;
     }
@@ -382,10 +418,12 @@ static void norm_row(const int32_t *xr, int32_t *yr, int64_t n, int64_t channels
         for (c = 0; c < channels; c++) {
             const int32_t *xs = xr + (o * channels + c) * inner;
             int32_t *ys = yr + (o * channels + c) * inner, g = gamma[c], b = beta[c];
-            for (j = 0; j < inner; j++) {
-                int32_t d = (xs[j] * (1 << fm) - mean) * (1 << fn);
-                ys[j] = (int32_t)round_half_even_double((double)d / dsd) * g + b;
-            }
+            if (nm.use_table)
+                for (j = 0; j < inner; j++)
+                    ys[j] = nm.q[xs[j] - nm.lo] * g + b;
+            else
+                for (j = 0; j < inner; j++)
+                    ys[j] = norm_value(&nm, xs[j]) * g + b;
         }
 }
 
@@ -648,6 +686,114 @@ static void table_run(int32_t *y, const int32_t *x, int64_t n, const int32_t cod
 #endif
     for (; i < n; i++)
         y[i] = codes[(uint32_t)x[i] & 0xFFu];
+}
+
+/* The GC-TCN block's passes over its (C x T) codes, each fused with the pass before or after it:
+ * requant_table_stats: a = codes[requant(a) & 0xFF] in place (requantization, then PReLU+Quant as a code
+ * table), and the following norm's statistics of the new codes;
+ * norm_apply_requant: y = requant(norm(x) * gamma[c] + beta[c]), the norm's second pass and the
+ * requantization after it. Each is the same integers as the separate passes, in one pass. */
+#define STATS_MAX_N ((int64_t)1 << 17) /* int32 lanes: n / 8 codes of |c| <= 256 squared stay below 2^31 */
+
+static void requant_table_stats(int32_t *a, int64_t n, int shift, int32_t lo, int32_t hi, const int32_t codes[256],
+                                lmn_stats *st)
+{
+    int64_t i = 0, sum = 0, sq = 0;
+    int32_t mn = INT32_MAX, mx = INT32_MIN, half;
+    if (shift < 1 || shift > 30 || n >= STATS_MAX_N) {
+        requant_run(a, n, shift, lo, hi);
+        table_run(a, a, n, codes);
+        row_stats(a, n, st);
+        return;
+    }
+    half = (int32_t)1 << (shift - 1);
+#if defined(LMN_PAIRS) && defined(__AVX2__)
+    {
+        const __m128i k = _mm_cvtsi32_si128(shift);
+        const __m256i mask = _mm256_set1_epi32((int32_t)(((uint32_t)1 << shift) - 1u)), one = _mm256_set1_epi32(1);
+        const __m256i bias = _mm256_set1_epi32(half - 1), vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
+        const __m256i byte = _mm256_set1_epi32(0xFF);
+        __m256i vsum = _mm256_setzero_si256(), vsq = _mm256_setzero_si256();
+        __m256i vmn = _mm256_set1_epi32(INT32_MAX), vmx = _mm256_set1_epi32(INT32_MIN);
+        int32_t lanes[8];
+        int j;
+        for (; i + 8 <= n; i += 8) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(a + i));
+            __m256i q = _mm256_sra_epi32(x, k), r = _mm256_and_si256(x, mask), v;
+            r = _mm256_add_epi32(_mm256_add_epi32(r, bias), _mm256_and_si256(q, one));
+            v = _mm256_add_epi32(q, _mm256_sra_epi32(r, k));
+            v = _mm256_min_epi32(_mm256_max_epi32(v, vlo), vhi);
+            v = _mm256_i32gather_epi32((const int *)codes, _mm256_and_si256(v, byte), 4);
+            _mm256_storeu_si256((__m256i *)(a + i), v);
+            vsum = _mm256_add_epi32(vsum, v);
+            vsq = _mm256_add_epi32(vsq, _mm256_mullo_epi32(v, v));
+            vmn = _mm256_min_epi32(vmn, v);
+            vmx = _mm256_max_epi32(vmx, v);
+        }
+        _mm256_storeu_si256((__m256i *)lanes, vsum);
+        for (j = 0; j < 8; j++)
+            sum += lanes[j];
+        _mm256_storeu_si256((__m256i *)lanes, vsq);
+        for (j = 0; j < 8; j++)
+            sq += (uint32_t)lanes[j]; /* a lane's sum of squares is below 2^31: non-negative */
+        _mm256_storeu_si256((__m256i *)lanes, vmn);
+        for (j = 0; j < 8; j++)
+            mn = lanes[j] < mn ? lanes[j] : mn;
+        _mm256_storeu_si256((__m256i *)lanes, vmx);
+        for (j = 0; j < 8; j++)
+            mx = lanes[j] > mx ? lanes[j] : mx;
+    }
+#endif
+    for (; i < n; i++) {
+        int32_t v = codes[(uint32_t)requant_one(a[i], shift, half, lo, hi) & 0xFFu];
+        a[i] = v;
+        sum += v;
+        sq += (int64_t)v * v;
+        mn = v < mn ? v : mn;
+        mx = v > mx ? v : mx;
+    }
+    st->sum = sum;
+    st->sq = sq;
+    st->lo = mn;
+    st->hi = mx;
+}
+
+/* x and y channel-major (channels x inner); y may not be x */
+static void norm_apply_requant(const int32_t *x, int32_t *y, int64_t channels, int64_t inner, const lmn_norm *nm,
+                               const int32_t *gamma, const int32_t *beta, int shift, int32_t lo, int32_t hi)
+{
+    int64_t c, t;
+    int32_t half = shift >= 1 && shift <= 30 ? (int32_t)1 << (shift - 1) : 0;
+    for (c = 0; c < channels; c++) {
+        const int32_t *xs = x + c * inner;
+        int32_t *ys = y + c * inner, g = gamma[c], b = beta[c];
+        t = 0;
+        if (!nm->use_table || half == 0) {
+            for (; t < inner; t++)
+                ys[t] = norm_value(nm, xs[t]) * g + b;
+            requant_run(ys, inner, shift, lo, hi);
+            continue;
+        }
+#if defined(LMN_PAIRS) && defined(__AVX2__)
+        {
+            const __m128i k = _mm_cvtsi32_si128(shift);
+            const __m256i mask = _mm256_set1_epi32((int32_t)(((uint32_t)1 << shift) - 1u)), one = _mm256_set1_epi32(1);
+            const __m256i bias = _mm256_set1_epi32(half - 1), vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
+            const __m256i base = _mm256_set1_epi32(nm->lo), vg = _mm256_set1_epi32(g), vb = _mm256_set1_epi32(b);
+            for (; t + 8 <= inner; t += 8) {
+                __m256i idx = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(xs + t)), base);
+                __m256i v = _mm256_i32gather_epi32((const int *)nm->q, idx, 4), q, r;
+                v = _mm256_add_epi32(_mm256_mullo_epi32(v, vg), vb);
+                q = _mm256_sra_epi32(v, k);
+                r = _mm256_add_epi32(_mm256_add_epi32(_mm256_and_si256(v, mask), bias), _mm256_and_si256(q, one));
+                v = _mm256_add_epi32(q, _mm256_sra_epi32(r, k));
+                _mm256_storeu_si256((__m256i *)(ys + t), _mm256_min_epi32(_mm256_max_epi32(v, vlo), vhi));
+            }
+        }
+#endif
+        for (; t < inner; t++)
+            ys[t] = requant_one(nm->q[xs[t] - nm->lo] * g + b, shift, half, lo, hi);
+    }
 }
 
 /* PReLU then Quant of 8-bit codes: one code -> code table (built at load from the same float32 ops). */
@@ -1103,6 +1249,8 @@ static void gcblock(lmn_model *m, const lmn_op *op)
         int16_t *x16, *a16;
         const int32_t *xo = x + o * frames * cin;
         int64_t t, c, ci, co, j;
+        lmn_stats st;
+        lmn_norm nm;
 #ifndef LMN_PAIRS
         int64_t i;
 #endif
@@ -1151,10 +1299,9 @@ static void gcblock(lmn_model *m, const lmn_op *op)
             }
         }
 #endif
-        requant_run(h, n, (int)f[8], (int32_t)f[9], (int32_t)f[10]);
-        table_run(h, h, n, op->codes1);
-        norm_row(h, g, n, ch, frames, (int)f[16], (int)f[17], op->norm[0], op->norm[1]);
-        requant_run(g, n, (int)f[18], (int32_t)f[19], (int32_t)f[20]);
+        requant_table_stats(h, n, (int)f[8], (int32_t)f[9], (int32_t)f[10], op->codes1, &st);
+        norm_prepare(h, n, &st, (int)f[16], (int)f[17], &nm);
+        norm_apply_requant(h, g, ch, frames, &nm, op->norm[0], op->norm[1], (int)f[18], (int32_t)f[19], (int32_t)f[20]);
         for (c = 0; c < ch; c++) { /* depthwise conv over the frames, zero-padded */
             int32_t *hc = h + c * frames, b0 = op->ints2 ? op->ints2[c] : 0;
             const int32_t *gc = g + c * frames;
@@ -1169,10 +1316,9 @@ static void gcblock(lmn_model *m, const lmn_op *op)
                     hc[t] += w * gc[t + off];
             }
         }
-        requant_run(h, n, (int)f[26], (int32_t)f[27], (int32_t)f[28]);
-        table_run(h, h, n, op->codes2);
-        norm_row(h, g, n, ch, frames, (int)f[34], (int)f[35], op->norm[2], op->norm[3]);
-        requant_run(g, n, (int)f[36], (int32_t)f[37], (int32_t)f[38]);
+        requant_table_stats(h, n, (int)f[26], (int32_t)f[27], (int32_t)f[28], op->codes2, &st);
+        norm_prepare(h, n, &st, (int)f[34], (int)f[35], &nm);
+        norm_apply_requant(h, g, ch, frames, &nm, op->norm[2], op->norm[3], (int)f[36], (int32_t)f[37], (int32_t)f[38]);
 #ifdef LMN_PAIRS
         for (c = 0; c < ch + (ch & 1); c++)
             for (t = 0; t < frames; t++)
