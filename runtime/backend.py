@@ -6,24 +6,14 @@ that input, so the channel count and the cues are read from the graph itself.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from limuse_runtime.contract import (INPUT_NAMES, MIN_SAMPLES, MIXTURE, OUTPUT_NAME, SAMPLE_RATE, VIDEO_RATE, VISUAL,
-                                     VISUAL_DIM, VOICEPRINT, VOICEPRINT_DIM, n_video_frames)
+from limuse_runtime.contract import (INPUT_NAMES, MIXTURE, OUTPUT_NAME, VISUAL, VISUAL_DIM, VOICEPRINT, ModelContract,
+                                     check_inputs, n_video_frames)
 from limuse_runtime.errors import InputError
-
-
-@dataclass(frozen=True)
-class ModelContract:
-    """What a graph expects, read from its inputs."""
-
-    mic_channels: int
-    has_voiceprint: bool
-    has_visual: bool
 
 
 def session_options(threads: int, optimized_model_path: str | None = None,
@@ -94,43 +84,3 @@ class OrtSeparator:
                 visual = np.zeros((n_video_frames(mixture.shape[1]), VISUAL_DIM), np.float32)
             feeds[VISUAL] = np.ascontiguousarray(visual[None], dtype=np.float32)
         return self.session.run([OUTPUT_NAME], feeds)[0][0]
-
-
-def check_inputs(c: ModelContract, mixture: np.ndarray, voiceprint: "np.ndarray | None",
-                 visual: "np.ndarray | None") -> None:
-    """Raises InputError unless the arrays fit the model (shapes, channels, finite values); every backend
-    checks with this."""
-    if mixture.ndim != 2 or mixture.shape[0] != c.mic_channels:
-        raise InputError(f"mixture: got shape {mixture.shape}; expected ({c.mic_channels}, samples)")
-    if mixture.shape[1] < MIN_SAMPLES:
-        raise InputError(f"mixture: got {mixture.shape[1]} samples; expected at least {MIN_SAMPLES} "
-                         f"({MIN_SAMPLES / SAMPLE_RATE:.2f} s at {SAMPLE_RATE} Hz)")
-    if not np.isfinite(mixture).all():
-        raise InputError("mixture: contains NaN or Inf; expected finite samples")
-    check_voiceprint(voiceprint, c)
-    check_visual(visual, c)
-
-
-def check_voiceprint(voiceprint: np.ndarray | None, contract: ModelContract) -> None:
-    if not contract.has_voiceprint:
-        if voiceprint is not None:
-            raise InputError("voiceprint: this model has no voiceprint input (a no-VP variant); "
-                             "expected no voiceprint")
-        return
-    if voiceprint is None:
-        raise InputError(f"voiceprint: missing; this model expects a voiceprint of shape ({VOICEPRINT_DIM},)")
-    if voiceprint.shape != (VOICEPRINT_DIM,):
-        raise InputError(f"voiceprint: got shape {voiceprint.shape}; expected ({VOICEPRINT_DIM},)")
-    if not np.isfinite(voiceprint).all():
-        raise InputError("voiceprint: contains NaN or Inf; expected finite values")
-
-
-def check_visual(visual: np.ndarray | None, contract: ModelContract) -> None:
-    if visual is None:
-        return
-    if not contract.has_visual:
-        raise InputError("visual: this model has no visual input (a no-VIS variant); expected no visual")
-    if visual.ndim != 2 or visual.shape[1] != VISUAL_DIM or visual.shape[0] < 1:
-        raise InputError(f"visual: got shape {visual.shape}; expected (frames, {VISUAL_DIM}) at {VIDEO_RATE} fps")
-    if not np.isfinite(visual).all():
-        raise InputError("visual: contains NaN or Inf; expected finite values")

@@ -1,5 +1,5 @@
 """The contract every side of the toolchain shares: rates, cue shapes, the graph's names, the cue files,
-atomic files.
+what a model expects and the checks of its inputs (every backend's), atomic files.
 
 It lives in the runtime package because the runtime must stay torch-free and is installed on its own;
 the training side (limuse_edge) and the exporter (limuse_export) import it. Nothing else defines these.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -37,6 +38,55 @@ DYNAMIC_AXES = {MIXTURE: {0: "batch", 2: "samples"}, VOICEPRINT: {0: "batch"},
 def n_video_frames(n_samples: int) -> int:
     """Video frames that cover `n_samples` audio samples: rounded up, at least one (75 for 3 s)."""
     return max(1, -(-int(n_samples) // SAMPLES_PER_VIDEO_FRAME))
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What a graph expects, read from its inputs."""
+
+    mic_channels: int
+    has_voiceprint: bool
+    has_visual: bool
+
+
+def check_inputs(c: ModelContract, mixture: np.ndarray, voiceprint: "np.ndarray | None",
+                 visual: "np.ndarray | None") -> None:
+    """Raises InputError unless the arrays fit the model (shapes, channels, finite values); every backend
+    checks with this."""
+    if mixture.ndim != 2 or mixture.shape[0] != c.mic_channels:
+        raise InputError(f"mixture: got shape {mixture.shape}; expected ({c.mic_channels}, samples)")
+    if mixture.shape[1] < MIN_SAMPLES:
+        raise InputError(f"mixture: got {mixture.shape[1]} samples; expected at least {MIN_SAMPLES} "
+                         f"({MIN_SAMPLES / SAMPLE_RATE:.2f} s at {SAMPLE_RATE} Hz)")
+    if not np.isfinite(mixture).all():
+        raise InputError("mixture: contains NaN or Inf; expected finite samples")
+    check_voiceprint(voiceprint, c)
+    check_visual(visual, c)
+
+
+def check_voiceprint(voiceprint: np.ndarray | None, contract: ModelContract) -> None:
+    if not contract.has_voiceprint:
+        if voiceprint is not None:
+            raise InputError("voiceprint: this model has no voiceprint input (a no-VP variant); "
+                             "expected no voiceprint")
+        return
+    if voiceprint is None:
+        raise InputError(f"voiceprint: missing; this model expects a voiceprint of shape ({VOICEPRINT_DIM},)")
+    if voiceprint.shape != (VOICEPRINT_DIM,):
+        raise InputError(f"voiceprint: got shape {voiceprint.shape}; expected ({VOICEPRINT_DIM},)")
+    if not np.isfinite(voiceprint).all():
+        raise InputError("voiceprint: contains NaN or Inf; expected finite values")
+
+
+def check_visual(visual: np.ndarray | None, contract: ModelContract) -> None:
+    if visual is None:
+        return
+    if not contract.has_visual:
+        raise InputError("visual: this model has no visual input (a no-VIS variant); expected no visual")
+    if visual.ndim != 2 or visual.shape[1] != VISUAL_DIM or visual.shape[0] < 1:
+        raise InputError(f"visual: got shape {visual.shape}; expected (frames, {VISUAL_DIM}) at {VIDEO_RATE} fps")
+    if not np.isfinite(visual).all():
+        raise InputError("visual: contains NaN or Inf; expected finite values")
 
 
 def load_voiceprint(path: "str | Path") -> np.ndarray:

@@ -20,17 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import soundfile as sf
 
-from limuse_runtime.contract import (MIN_SAMPLES, SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VIDEO_RATE, atomic_path,
-                                     n_video_frames)
+from limuse_runtime.contract import (MIN_SAMPLES, SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VIDEO_RATE, ModelContract,
+                                     atomic_path, n_video_frames)
 from limuse_runtime.errors import InputError
-
-if TYPE_CHECKING:  # the backend imports onnxruntime; windowing works with any separator
-    from limuse_runtime.backend import ModelContract
 
 Separator = Callable[[np.ndarray, "np.ndarray | None", "np.ndarray | None"], np.ndarray]
 ReadWindow = Callable[[int, int], np.ndarray]

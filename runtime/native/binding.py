@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from limuse_runtime.contract import INPUT_NAMES, SAMPLES_PER_VIDEO_FRAME, VIDEO_RATE, VISUAL, VISUAL_DIM, VOICEPRINT
+from limuse_runtime.contract import (INPUT_NAMES, SAMPLES_PER_VIDEO_FRAME, VIDEO_RATE, VISUAL, VISUAL_DIM, VOICEPRINT,
+                                     ModelContract, check_inputs)
 from limuse_runtime.errors import InputError
 
 HERE = Path(__file__).resolve().parent
@@ -175,7 +176,6 @@ class NativeSeparator:
     its last frame), a longer one runs as windows of W cross-faded like limuse-run's windows."""
 
     def __init__(self, path: "str | Path", threads: int = 1):
-        from limuse_runtime.backend import ModelContract
         if threads < 1:
             raise NativeError(f"threads: got {threads}; expected a positive integer")
         self.model = NativeModel(path)
@@ -185,7 +185,6 @@ class NativeSeparator:
         self.frames = self.model.input_shapes[VISUAL][1] if self.model.has_visual else 0
 
     def check(self, mixture: np.ndarray, voiceprint: "np.ndarray | None", visual: "np.ndarray | None") -> None:
-        from limuse_runtime.backend import check_inputs
         check_inputs(self.contract, mixture, voiceprint, visual)
 
     def _visual(self, visual: "np.ndarray | None", start: int) -> "np.ndarray | None":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -208,3 +209,16 @@ def test_fused_kernels_equal_the_unfused_program(tiny_inorm_qonnx, native_librar
     outs = [m.run(*args) for m in models]
     assert outs[0].tobytes() == outs[1].tobytes()
     assert models[0].scratch_bytes < 0.5 * models[1].scratch_bytes
+
+
+def test_limuse_run_on_a_packed_model_does_not_load_onnxruntime(tiny_packed, tmp_path):
+    """onnxruntime is a fifth of the native run's peak memory; a board may run packed models alone."""
+    path, inputs, _ = tiny_packed
+    sf.write(str(tmp_path / "mix.wav"), inputs["mixture"][0].T, 16000, subtype="FLOAT")
+    np.save(tmp_path / "vp.npy", inputs["voiceprint"][0])
+    code = ("import sys; from limuse_runtime.cli import main\n"
+            f"rc = main(['--model', {str(path)!r}, '--mixture', {str(tmp_path / 'mix.wav')!r}, "
+            f"'--voiceprint', {str(tmp_path / 'vp.npy')!r}, '--out', {str(tmp_path / 'y.wav')!r}])\n"
+            "print(rc, 'onnxruntime' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split()[-2:] == ["0", "False"], done.stdout + done.stderr
