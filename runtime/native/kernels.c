@@ -183,6 +183,9 @@ static void requant_run(int32_t *acc, int64_t n, int shift, int32_t lo, int32_t 
  * broadcast over the tile (a zero weight, frequent at 3 bits, skips its whole pass). When the static bound
  * 128 * max_co sum_ci |w| + max |bias| is below 2^15, the accumulators are int16 as well. */
 #define TILE LMN_TILE
+#if LMN_TILE % 8 != 0
+#error "the tiles run in vectors of 8 rows"
+#endif
 #define TILE_CHANNELS LMN_TILE_CHANNELS
 
 static void linear_rows(lmn_model *m, const lmn_op *op, int64_t row, int64_t end)
@@ -646,6 +649,9 @@ static void conv_transpose(lmn_model *m, const lmn_op *op)
     int64_t full = (t - 1) * stride + dil * (k - 1) + 1, length = full - padl - padr, job;
     float scale = exp2_int(op->f[3]);
     const float *w = op->floats0, *bias = op->floats1;
+    /* the input, as operand() reads it: int codes times the scale, or floats */
+    const int32_t *xi = op->f[2] ? INT_AT(m, op->f[1]) : NULL;
+    const float *xf = op->f[2] ? NULL : FLOAT_AT(m, op->f[1]);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
@@ -654,7 +660,9 @@ static void conv_transpose(lmn_model *m, const lmn_op *op)
         for (p = 0; p < length; p++) {
             int64_t pos = p + padl;
             float acc = 0.0f;
-            for (j = 0; j < k; j++) { /* the golden engine adds tap by tap */
+            /* the golden engine adds tap by tap; with dilation 1 only every stride-th tap lands on an input
+             * frame, starting at pos mod stride */
+            for (j = dil == 1 ? pos % stride : 0; j < k; j += dil == 1 ? stride : 1) {
                 int64_t at_t = pos - j * dil, ti;
                 double dot = 0.0;
                 if (at_t < 0 || at_t % stride)
@@ -662,9 +670,12 @@ static void conv_transpose(lmn_model *m, const lmn_op *op)
                 ti = at_t / stride;
                 if (ti >= t)
                     continue;
-                for (ci = 0; ci < cin; ci++)
-                    dot += (double)operand(m, op->f[1], (int)op->f[2], scale, (bi * cin + ci) * t + ti) *
-                           (double)w[(ci * cout + co) * k + j];
+                if (xi != NULL)
+                    for (ci = 0; ci < cin; ci++)
+                        dot += (double)((float)xi[(bi * cin + ci) * t + ti] * scale) * (double)w[(ci * cout + co) * k + j];
+                else
+                    for (ci = 0; ci < cin; ci++)
+                        dot += (double)xf[(bi * cin + ci) * t + ti] * (double)w[(ci * cout + co) * k + j];
                 acc += (float)dot;
             }
             y[(bi * cout + co) * length + p] = acc + bias[co];
@@ -1048,13 +1059,23 @@ static void tac(lmn_model *m, const lmn_op *op)
                     tile_dot(acc, xt, cin, op->weights + co, ch);
                 }
 #endif
-                requant_run(acc, TILE, shift1, lo1, hi1);
-                for (r = 0; r < TILE; r++) /* the code's byte: the tables' index */
-                    ac[r] = (unsigned char)((uint32_t)acc[r] & 0xFFu);
-                for (r = 0; r < TILE; r++) { /* its PReLU, = op->table[byte]: the same float32 operations */
-                    /* v < 0 iff the code is (scale > 0), and v * 1 is v: a select, which gcc vectorises */
-                    float s = acc[r] < 0 ? slope1 : 1.0f;
-                    pa[r] = ((float)acc[r] * scale1) * s;
+                if (shift1 >= 1 && shift1 <= 30) { /* requantization, the code's byte and its PReLU in one loop */
+                    int32_t half1 = (int32_t)1 << (shift1 - 1);
+                    for (r = 0; r < TILE; r++) {
+                        int32_t v = requant_one(acc[r], shift1, half1, lo1, hi1);
+                        /* PReLU = op->table[byte], the same float32 operations: v < 0 iff the code is
+                         * (scale > 0), and v * 1 is v: a select, which gcc vectorises */
+                        float s = v < 0 ? slope1 : 1.0f;
+                        ac[r] = (unsigned char)((uint32_t)v & 0xFFu);
+                        pa[r] = ((float)v * scale1) * s;
+                    }
+                } else {
+                    requant_run(acc, TILE, shift1, lo1, hi1);
+                    for (r = 0; r < TILE; r++) {
+                        float s = acc[r] < 0 ? slope1 : 1.0f;
+                        ac[r] = (unsigned char)((uint32_t)acc[r] & 0xFFu);
+                        pa[r] = ((float)acc[r] * scale1) * s;
+                    }
                 }
                 for (r = 0; r < nr;) { /* rows r0 + r.. of one group: frames fr.., in group order */
                     int64_t fr = (r0 + r) % frames, len = nr - r < frames - fr ? nr - r : frames - fr, j;
@@ -1136,6 +1157,20 @@ static void tac(lmn_model *m, const lmn_op *op)
             for (c = 0; c < ch; c += 2) {
                 int16_t *xp = xt + c * TILE;
                 const unsigned char *a0 = at + c * TILE, *a1 = a0 + TILE;
+#ifdef __AVX2__
+                if (c + 1 < ch) { /* eight rows at a time: two gathers, the pair as one int32 (low half first) */
+                    const __m256i low = _mm256_set1_epi32(0xFFFF);
+                    for (r = 0; r < TILE; r += 8) {
+                        __m256i i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(a0 + r)));
+                        __m256i i1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(a1 + r)));
+                        __m256i v0 = _mm256_i32gather_epi32((const int *)op->codes1, i0, 4);
+                        __m256i v1 = _mm256_i32gather_epi32((const int *)op->codes1, i1, 4);
+                        _mm256_storeu_si256((__m256i *)(xp + 2 * r),
+                                            _mm256_or_si256(_mm256_and_si256(v0, low), _mm256_slli_epi32(v1, 16)));
+                    }
+                    continue;
+                }
+#endif
                 if (c + 1 < ch)
                     for (r = 0; r < TILE; r++) {
                         xp[2 * r] = (int16_t)op->codes1[a0[r]];
