@@ -326,12 +326,13 @@ typedef struct {
     int32_t lo, hi;
 } lmn_stats;
 
-static void row_stats(const int32_t *xr, int64_t n, lmn_stats *st)
+/* adds the codes x[0..n) to the statistics */
+static void stats_add(lmn_stats *st, const int32_t *x, int64_t n)
 {
-    int64_t i, sum = 0, sq = 0;
-    int32_t lo = xr[0], hi = xr[0];
+    int64_t i, sum = st->sum, sq = st->sq;
+    int32_t lo = st->lo, hi = st->hi;
     for (i = 0; i < n; i++) {
-        int32_t v = xr[i];
+        int32_t v = x[i];
         sum += v;
         sq += (int64_t)v * v;
         lo = v < lo ? v : lo;
@@ -341,6 +342,14 @@ static void row_stats(const int32_t *xr, int64_t n, lmn_stats *st)
     st->sq = sq;
     st->lo = lo;
     st->hi = hi;
+}
+
+static void row_stats(const int32_t *xr, int64_t n, lmn_stats *st)
+{
+    st->sum = st->sq = 0;
+    st->lo = INT32_MAX;
+    st->hi = INT32_MIN;
+    stats_add(st, xr, n);
 }
 
 /* The row's normalised value of every code in [lo, hi] (ops.integer_norm), or 0 where a row has more
@@ -709,7 +718,7 @@ static void table_run(int32_t *y, const int32_t *x, int64_t n, const int32_t cod
 static void requant_table_stats(int32_t *a, int64_t n, int shift, int32_t lo, int32_t hi, const int32_t codes[256],
                                 lmn_stats *st)
 {
-    int64_t i = 0, sum = 0, sq = 0;
+    int64_t i = 0, t, sum = 0, sq = 0;
     int32_t mn = INT32_MAX, mx = INT32_MIN, half;
     if (shift < 1 || shift > 30 || n >= STATS_MAX_N) {
         requant_run(a, n, shift, lo, hi);
@@ -755,18 +764,13 @@ static void requant_table_stats(int32_t *a, int64_t n, int shift, int32_t lo, in
             mx = lanes[j] > mx ? lanes[j] : mx;
     }
 #endif
-    for (; i < n; i++) {
-        int32_t v = codes[(uint32_t)requant_one(a[i], shift, half, lo, hi) & 0xFFu];
-        a[i] = v;
-        sum += v;
-        sq += (int64_t)v * v;
-        mn = v < mn ? v : mn;
-        mx = v > mx ? v : mx;
-    }
     st->sum = sum;
     st->sq = sq;
     st->lo = mn;
     st->hi = mx;
+    for (t = i; t < n; t++) /* the rows after the vectors */
+        a[t] = codes[(uint32_t)requant_one(a[t], shift, half, lo, hi) & 0xFFu];
+    stats_add(st, a + i, n - i);
 }
 
 /* x and y channel-major (channels x inner); y may not be x */
