@@ -352,8 +352,9 @@ static void row_stats(const int32_t *xr, int64_t n, lmn_stats *st)
     stats_add(st, xr, n);
 }
 
-/* The row's normalised value of every code in [lo, hi] (ops.integer_norm), or 0 where a row has more
- * distinct codes than elements (then norm_value divides each element). */
+/* A row's norm (ops.integer_norm): its mean and standard deviation and, where the row has fewer possible
+ * codes (hi - lo + 1) than elements, the normalised value of every code in [lo, hi] (use_table); otherwise
+ * norm_value divides each element. */
 typedef struct {
     int32_t mean, lo, hi, use_table;
     double sd;
@@ -715,6 +716,16 @@ static void table_run(int32_t *y, const int32_t *x, int64_t n, const int32_t cod
  * requantization after it. Each is the same integers as the separate passes, in one pass. */
 #define STATS_MAX_N ((int64_t)1 << 17) /* int32 lanes: n / 8 codes of |c| <= 256 squared stay below 2^31 */
 
+#if defined(LMN_PAIRS) && defined(__AVX2__)
+/* requant_one on eight lanes: k the shift, mask 2^k - 1, bias half - 1, one eight 1s */
+static inline __m256i requant8(__m256i a, __m128i k, __m256i mask, __m256i bias, __m256i one, __m256i lo, __m256i hi)
+{
+    __m256i q = _mm256_sra_epi32(a, k);
+    __m256i r = _mm256_add_epi32(_mm256_add_epi32(_mm256_and_si256(a, mask), bias), _mm256_and_si256(q, one));
+    return _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(q, _mm256_sra_epi32(r, k)), lo), hi);
+}
+#endif
+
 static void requant_table_stats(int32_t *a, int64_t n, int shift, int32_t lo, int32_t hi, const int32_t codes[256],
                                 lmn_stats *st)
 {
@@ -738,11 +749,7 @@ static void requant_table_stats(int32_t *a, int64_t n, int shift, int32_t lo, in
         int32_t lanes[8];
         int j;
         for (; i + 8 <= n; i += 8) {
-            __m256i x = _mm256_loadu_si256((const __m256i *)(a + i));
-            __m256i q = _mm256_sra_epi32(x, k), r = _mm256_and_si256(x, mask), v;
-            r = _mm256_add_epi32(_mm256_add_epi32(r, bias), _mm256_and_si256(q, one));
-            v = _mm256_add_epi32(q, _mm256_sra_epi32(r, k));
-            v = _mm256_min_epi32(_mm256_max_epi32(v, vlo), vhi);
+            __m256i v = requant8(_mm256_loadu_si256((const __m256i *)(a + i)), k, mask, bias, one, vlo, vhi);
             v = _mm256_i32gather_epi32((const int *)codes, _mm256_and_si256(v, byte), 4);
             _mm256_storeu_si256((__m256i *)(a + i), v);
             vsum = _mm256_add_epi32(vsum, v);
@@ -797,12 +804,9 @@ static void norm_apply_requant(const int32_t *x, int32_t *y, int64_t channels, i
             const __m256i base = _mm256_set1_epi32(nm->lo), vg = _mm256_set1_epi32(g), vb = _mm256_set1_epi32(b);
             for (; t + 8 <= inner; t += 8) {
                 __m256i idx = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(xs + t)), base);
-                __m256i v = _mm256_i32gather_epi32((const int *)nm->q, idx, 4), q, r;
+                __m256i v = _mm256_i32gather_epi32((const int *)nm->q, idx, 4);
                 v = _mm256_add_epi32(_mm256_mullo_epi32(v, vg), vb);
-                q = _mm256_sra_epi32(v, k);
-                r = _mm256_add_epi32(_mm256_add_epi32(_mm256_and_si256(v, mask), bias), _mm256_and_si256(q, one));
-                v = _mm256_add_epi32(q, _mm256_sra_epi32(r, k));
-                _mm256_storeu_si256((__m256i *)(ys + t), _mm256_min_epi32(_mm256_max_epi32(v, vlo), vhi));
+                _mm256_storeu_si256((__m256i *)(ys + t), requant8(v, k, mask, bias, one, vlo, vhi));
             }
         }
 #endif
