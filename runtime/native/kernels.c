@@ -183,6 +183,7 @@ static void requant_run(int32_t *acc, int64_t n, int shift, int32_t lo, int32_t 
  * broadcast over the tile (a zero weight, frequent at 3 bits, skips its whole pass). When the static bound
  * 128 * max_co sum_ci |w| + max |bias| is below 2^15, the accumulators are int16 as well. */
 #define TILE LMN_TILE
+#define CODEC_BLOCK_FRAMES 32 /* the paper's context size: the block length of the codec's TACs and GC-TCNs */
 #if LMN_TILE % 8 != 0
 #error "the tiles run in vectors of 8 rows"
 #endif
@@ -985,23 +986,20 @@ static void pair_dot(int32_t *restrict acc, const int16_t *restrict xp, int64_t 
  *           (the same for the K rows of frame r);
  *   pass B: out = requant(part[r] + the first half of L3 on Quant(PReLU(a))), tile by tile.
  * All sums are of integers below 2^31 (checked at load), so their order does not matter. */
-static void tac(lmn_model *m, const lmn_op *op)
+static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int64_t frames)
 {
     const int64_t *f = op->f;
     const int32_t *x = INT_AT(m, f[1]);
     int32_t *y = INT_AT(m, f[0]), *mq = INT_AT(m, f[2]), *bv = INT_AT(m, f[3]);
-    int64_t outer = f[4], groups = f[5], frames = f[6], cin = f[7], ch = f[8], cout = f[9];
-    int64_t rows = groups * frames, tiles = (rows + TILE - 1) / TILE, o;
+    int64_t groups = f[5], cin = f[7], ch = f[8], cout = f[9];
+    int64_t rows = groups * frames, tiles = (rows + TILE - 1) / TILE;
     int shift1 = (int)f[11], shift2 = (int)f[20], has_out3 = (int)f[29], shift3 = has_out3 ? (int)f[30] : 0;
     int32_t lo1 = (int32_t)f[12], hi1 = (int32_t)f[13], lo2 = (int32_t)f[21], hi2 = (int32_t)f[22];
     int32_t lo3 = has_out3 ? (int32_t)f[31] : 0, hi3 = has_out3 ? (int32_t)f[32] : 0;
     float groups_f = (float)groups, scale1 = exp2_int(f[14]), slope1 = op->floats0[0];
     size_t a_bytes = (size_t)(tiles * ch * TILE), msum_at = (a_bytes + 63) / 64 * 64;
     size_t part_at = msum_at + ((size_t)(2 * frames * ch) * sizeof(float) + 63) / 64 * 64;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static)
-#endif
-    for (o = 0; o < outer; o++) {
+    {
         int thread = 0;
         unsigned char *work, *a;
         float *msum, *mean;
@@ -1223,6 +1221,22 @@ static void tac(lmn_model *m, const lmn_op *op)
     }
 }
 
+/* The codec's TACs run on blocks of CODEC_BLOCK_FRAMES frames: that case with a constant frame count, so
+ * the loops over a group's frames have fixed trip counts. */
+static void tac(lmn_model *m, const lmn_op *op)
+{
+    int64_t outer = op->f[4], frames = op->f[6], o;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (o = 0; o < outer; o++) {
+        if (frames == CODEC_BLOCK_FRAMES)
+            tac_one(m, op, o, CODEC_BLOCK_FRAMES);
+        else
+            tac_one(m, op, o, frames);
+    }
+}
+
 #ifndef LMN_PAIRS
 /* acc[t] += sum_ci w[ci * wstride] * x[ci * stride + t] for t < len: rows of one block, channel-major */
 static void rows_dot(int32_t *restrict acc, const int32_t *restrict x, int64_t stride, int64_t cin, int64_t len,
@@ -1275,18 +1289,19 @@ static void rows_dot16(int16_t *restrict acc, const int16_t *restrict x, int64_t
  *   h = PReLU+Quant(requant(x W_e + b_e)); g = requant(norm(h)); h = requant(b_c + depthwise conv of g over
  *   the frames, zero-padded); h = PReLU+Quant(h); g = requant(norm(h)); out = [requant](g W_p + b_p).
  * The norms' statistics are sums (any order); each element is normalised with its own channel's gamma. */
-static void gcblock(lmn_model *m, const lmn_op *op)
+#define DEPTHWISE_PADDED_MAX 256 /* int32 elements on the stack: a codec block and its dilated padding */
+
+/* One block o of the GC-TCN block below; `frames` is a constant where the caller passes one, so that every
+ * loop over the block's frames has a fixed trip count. */
+static inline void gcblock_one(lmn_model *m, const lmn_op *op, int64_t o, const int64_t frames)
 {
     const int64_t *f = op->f;
     const int32_t *x = INT_AT(m, f[1]);
     int32_t *y = INT_AT(m, f[0]);
-    int64_t outer = f[2], frames = f[3], cin = f[4], ch = f[5], cout = f[6], taps = f[21], dil = f[22];
-    int64_t padl = f[23], n = frames * ch, o;
+    int64_t cin = f[4], ch = f[5], cout = f[6], taps = f[21], dil = f[22];
+    int64_t padl = f[23], n = frames * ch;
     int has_out = (int)f[40];
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static)
-#endif
-    for (o = 0; o < outer; o++) {
+    {
         int thread = 0;
         int32_t *h, *g, *xt, *acc, *yo = y + o * frames * cout;
         int16_t *x16, *a16;
@@ -1350,6 +1365,26 @@ static void gcblock(lmn_model *m, const lmn_op *op)
             const int32_t *gc = g + c * frames;
             for (t = 0; t < frames; t++)
                 hc[t] = b0;
+            if (frames + dil * (taps - 1) <= DEPTHWISE_PADDED_MAX) {
+                /* the codec's short blocks: through a zero-padded copy every tap is one full-length loop,
+                 * which vectorises, where the clipped bounds below leave short scalar runs */
+                int32_t padded[DEPTHWISE_PADDED_MAX];
+                int64_t span = frames + dil * (taps - 1);
+                for (t = 0; t < padl; t++)
+                    padded[t] = 0;
+                memcpy(padded + padl, gc, (size_t)frames * sizeof *gc);
+                for (t = padl + frames; t < span; t++)
+                    padded[t] = 0;
+                for (j = 0; j < taps; j++) {
+                    const int32_t *gp = padded + j * dil;
+                    int32_t w = op->weights2[j * ch + c];
+                    if (w == 0)
+                        continue;
+                    for (t = 0; t < frames; t++)
+                        hc[t] += w * gp[t];
+                }
+                continue;
+            }
             for (j = 0; j < taps; j++) {
                 int64_t off = j * dil - padl, first = off < 0 ? -off : 0, last = off > 0 ? frames - 1 - off : frames - 1;
                 int32_t w = op->weights2[j * ch + c];
@@ -1395,6 +1430,20 @@ static void gcblock(lmn_model *m, const lmn_op *op)
             for (t = 0; t < frames; t++)
                 yo[t * cout + co] = acc[t];
         }
+    }
+}
+
+static void gcblock(lmn_model *m, const lmn_op *op)
+{
+    int64_t outer = op->f[2], frames = op->f[3], o;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (o = 0; o < outer; o++) {
+        if (frames == CODEC_BLOCK_FRAMES)
+            gcblock_one(m, op, o, CODEC_BLOCK_FRAMES);
+        else
+            gcblock_one(m, op, o, frames);
     }
 }
 
