@@ -411,14 +411,37 @@ static int32_t norm_value(const lmn_norm *nm, int32_t x)
 }
 
 /* One row of n codes (ops.integer_norm); channel c = (i / inner) mod channels. */
+/* Channels-last rows up to this many elements get gamma and beta tiled over the row once per op, so that
+ * the codec's short rows (32 frames x 4 or 12 channels) are normalised in one flat loop over the row. */
+#define NORM_TILED_MAX 512
+
+/* tiled_gamma, tiled_beta: gamma[i % channels] and beta[i % channels] for i < n, or NULL */
 static void norm_row(const int32_t *xr, int32_t *yr, int64_t n, int64_t channels, int64_t inner, int fm, int fn,
-                     const int32_t *gamma, const int32_t *beta)
+                     const int32_t *gamma, const int32_t *beta, const int32_t *tiled_gamma, const int32_t *tiled_beta)
 {
     int64_t o, c, j, outer = n / (channels * inner);
     lmn_stats st;
     lmn_norm nm;
     row_stats(xr, n, &st);
     norm_prepare(xr, n, &st, fm, fn, &nm);
+    if (nm.use_table && tiled_gamma) {
+        j = 0;
+#if defined(LMN_PAIRS) && defined(__AVX2__)
+        {
+            const __m256i base = _mm256_set1_epi32(nm.lo);
+            for (; j + 8 <= n; j += 8) {
+                __m256i idx = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(xr + j)), base);
+                __m256i v = _mm256_i32gather_epi32((const int *)nm.q, idx, 4);
+                v = _mm256_mullo_epi32(v, _mm256_loadu_si256((const __m256i *)(tiled_gamma + j)));
+                _mm256_storeu_si256((__m256i *)(yr + j),
+                                    _mm256_add_epi32(v, _mm256_loadu_si256((const __m256i *)(tiled_beta + j))));
+            }
+        }
+#endif
+        for (; j < n; j++)
+            yr[j] = nm.q[xr[j] - nm.lo] * tiled_gamma[j] + tiled_beta[j];
+        return;
+    }
     if (nm.use_table && inner == 1) { /* channels-last rows */
         for (o = 0; o < outer; o++) {
             const int32_t *xs = xr + o * channels;
@@ -445,12 +468,20 @@ static void integer_norm(lmn_model *m, const lmn_op *op)
 {
     const int32_t *x = INT_AT(m, op->f[1]);
     int32_t *y = INT_AT(m, op->f[0]);
-    int64_t rows = op->f[2], n = op->f[3], row;
+    int64_t rows = op->f[2], n = op->f[3], channels = op->f[4], row, i;
+    int32_t tiled_gamma[NORM_TILED_MAX], tiled_beta[NORM_TILED_MAX];
+    int tiled = op->f[5] == 1 && n <= NORM_TILED_MAX;
+    if (tiled)
+        for (i = 0; i < n; i++) {
+            tiled_gamma[i] = op->ints0[i % channels];
+            tiled_beta[i] = op->ints1[i % channels];
+        }
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
     for (row = 0; row < rows; row++)
-        norm_row(x + row * n, y + row * n, n, op->f[4], op->f[5], (int)op->f[6], (int)op->f[7], op->ints0, op->ints1);
+        norm_row(x + row * n, y + row * n, n, op->f[4], op->f[5], (int)op->f[6], (int)op->f[7], op->ints0, op->ints1,
+                 tiled ? tiled_gamma : NULL, tiled ? tiled_beta : NULL);
 }
 
 /* ---------------------------------------------------------------- elementwise over strided views */
@@ -553,15 +584,26 @@ static void copy(lmn_model *m, const lmn_op *op)
             for (j = 0; j < inner; j++)
                 y[d + j * ds] = (float)x[s + j * ss] * scale;
         } while (advance(index, op->dst.dims, outer_rank, &d, op->dst.strides, &s, op->src.strides));
-    } else { /* 4-byte elements of either kind */
+    } else if (ds == 1 && ss == 1) { /* 4-byte elements of either kind */
         int32_t *y = INT_AT(m, op->f[0]);
+        do
+            memcpy(y + d, x + s, (size_t)inner * 4);
+        while (advance(index, op->dst.dims, outer_rank, &d, op->dst.strides, &s, op->src.strides));
+    } else if (rank >= 2) { /* the codec's block transposes: whole 2-D tiles between two advances */
+        int32_t *y = INT_AT(m, op->f[0]);
+        int64_t rows = op->dst.dims[rank - 2], dr = op->dst.strides[rank - 2], sr = op->src.strides[rank - 2], r;
         do {
-            if (ds == 1 && ss == 1)
-                memcpy(y + d, x + s, (size_t)inner * 4);
-            else
+            for (r = 0; r < rows; r++) {
+                int32_t *yr = y + d + r * dr;
+                const int32_t *xr = x + s + r * sr;
                 for (j = 0; j < inner; j++)
-                    y[d + j * ds] = x[s + j * ss];
-        } while (advance(index, op->dst.dims, outer_rank, &d, op->dst.strides, &s, op->src.strides));
+                    yr[j * ds] = xr[j * ss];
+            }
+        } while (advance(index, op->dst.dims, rank - 2, &d, op->dst.strides, &s, op->src.strides));
+    } else {
+        int32_t *y = INT_AT(m, op->f[0]);
+        for (j = 0; j < inner; j++)
+            y[d + j * ds] = x[s + j * ss];
     }
 }
 
