@@ -1263,20 +1263,28 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
     }
 }
 
-/* The codec's TACs run on blocks of CODEC_BLOCK_FRAMES frames: that case with a constant frame count, so
- * the loops over a group's frames have fixed trip counts. */
-static void tac(lmn_model *m, const lmn_op *op)
+typedef void block_kernel(lmn_model *m, const lmn_op *op, int64_t o, const int64_t frames);
+
+/* Runs one(o) for every block o, threads over the blocks. The codec's blocks have CODEC_BLOCK_FRAMES frames:
+ * that case calls one() with a constant frame count, so that (one() inlined) the loops over a block's frames
+ * have fixed trip counts. */
+static inline void for_each_block(lmn_model *m, const lmn_op *op, int64_t outer, int64_t frames, block_kernel *one)
 {
-    int64_t outer = op->f[4], frames = op->f[6], o;
+    int64_t o;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
     for (o = 0; o < outer; o++) {
         if (frames == CODEC_BLOCK_FRAMES)
-            tac_one(m, op, o, CODEC_BLOCK_FRAMES);
+            one(m, op, o, CODEC_BLOCK_FRAMES);
         else
-            tac_one(m, op, o, frames);
+            one(m, op, o, frames);
     }
+}
+
+static void tac(lmn_model *m, const lmn_op *op)
+{
+    for_each_block(m, op, op->f[4], op->f[6], tac_one);
 }
 
 #ifndef LMN_PAIRS
@@ -1477,16 +1485,7 @@ static inline void gcblock_one(lmn_model *m, const lmn_op *op, int64_t o, const 
 
 static void gcblock(lmn_model *m, const lmn_op *op)
 {
-    int64_t outer = op->f[2], frames = op->f[3], o;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static)
-#endif
-    for (o = 0; o < outer; o++) {
-        if (frames == CODEC_BLOCK_FRAMES)
-            gcblock_one(m, op, o, CODEC_BLOCK_FRAMES);
-        else
-            gcblock_one(m, op, o, frames);
-    }
+    for_each_block(m, op, op->f[2], op->f[3], gcblock_one);
 }
 
 int lmn_execute(lmn_model *m, const lmn_op *op)
