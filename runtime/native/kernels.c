@@ -928,6 +928,50 @@ int lmn_build_pairs(lmn_pairs *p, const int8_t *w, int64_t cin, int64_t cout)
 }
 
 /* Channel-pair layout: code (c, t) at xp[((c / 2) * len + t) * 2 + c % 2], int16 (codes of <= 16 bits). */
+/* x[r * channels + c] (frame-major rows) for r < rows into that layout; rows up to len, and the zero channel
+ * that pads an odd count, are zeros */
+static inline void pairs_from_rows(int16_t *restrict xp, const int32_t *restrict x, int64_t rows, int64_t len,
+                                   int64_t channels)
+{
+    int64_t c, r;
+    for (c = 0; c < channels; c += 2) {
+        int16_t *xc = xp + c * len;
+        const int32_t *xr = x + c;
+        if (c + 1 < channels)
+            for (r = 0; r < rows; r++) {
+                xc[2 * r] = (int16_t)xr[r * channels];
+                xc[2 * r + 1] = (int16_t)xr[r * channels + 1];
+            }
+        else
+            for (r = 0; r < rows; r++) {
+                xc[2 * r] = (int16_t)xr[r * channels];
+                xc[2 * r + 1] = 0;
+            }
+        for (r = rows; r < len; r++)
+            xc[2 * r] = xc[2 * r + 1] = 0;
+    }
+}
+
+/* x[c * len + r] (channel-major rows of len) into that layout, an odd count padded with a zero channel */
+static inline void pairs_from_channels(int16_t *restrict xp, const int32_t *restrict x, int64_t len, int64_t channels)
+{
+    int64_t c, r;
+    for (c = 0; c < channels; c += 2) {
+        int16_t *xc = xp + c * len;
+        const int32_t *x0 = x + c * len, *x1 = x0 + len;
+        if (c + 1 < channels)
+            for (r = 0; r < len; r++) {
+                xc[2 * r] = (int16_t)x0[r];
+                xc[2 * r + 1] = (int16_t)x1[r];
+            }
+        else
+            for (r = 0; r < len; r++) {
+                xc[2 * r] = (int16_t)x0[r];
+                xc[2 * r + 1] = 0;
+            }
+    }
+}
+
 /* acc[t] += sum over co's pairs of w0 xp[p][t][0] + w1 xp[p][t][1], for t < len: a run of rows at a time
  * whose int32 accumulators stay in registers across all the pairs (64 rows: 8 AVX2 registers). */
 static void pair_dot(int32_t *restrict acc, const int16_t *restrict xp, int64_t len, const lmn_pairs *p, int64_t co)
@@ -1071,16 +1115,7 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
             int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
             unsigned char *at = a + t * ch * TILE;
 #ifdef LMN_PAIRS
-            for (c = 0; c < cin; c += 2) { /* channel pairs (an odd count gets a zero channel) */
-                int16_t *xp = xt + c * TILE;
-                const int32_t *xr = x_o + r0 * cin + c;
-                for (r = 0; r < nr; r++) {
-                    xp[2 * r] = (int16_t)xr[r * cin];
-                    xp[2 * r + 1] = c + 1 < cin ? (int16_t)xr[r * cin + 1] : 0;
-                }
-                for (; r < TILE; r++)
-                    xp[2 * r] = xp[2 * r + 1] = 0;
-            }
+            pairs_from_rows(xt, x_o + r0 * cin, nr, TILE, cin);
 #else
             for (c = 0; c < cin; c++)
                 for (r = 0; r < TILE; r++)
@@ -1142,9 +1177,7 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
             size_t fp_at = (part_at + (size_t)(frames * cout) * 4 + 63) / 64 * 64;
             int16_t *fp = (int16_t *)(work + fp_at);
             int32_t *fa = (int32_t *)(work + fp_at + (size_t)((ch + 1) * frames) * 2);
-            for (c = 0; c < ch + (ch & 1); c++)
-                for (rr = 0; rr < frames; rr++)
-                    fp[((c >> 1) * frames + rr) * 2 + (c & 1)] = c < ch ? (int16_t)mq_o[rr * ch + c] : 0;
+            pairs_from_rows(fp, mq_o, frames, frames, ch);
             for (co = 0; co < ch; co++) {
                 int32_t b0 = op->ints2 ? op->ints2[co] : 0;
                 for (rr = 0; rr < frames; rr++)
@@ -1356,11 +1389,11 @@ static inline void gcblock_one(lmn_model *m, const lmn_op *op, int64_t o, const 
         int32_t *h, *g, *xt, *acc, *yo = y + o * frames * cout;
         int16_t *x16, *a16;
         const int32_t *xo = x + o * frames * cin;
-        int64_t t, c, ci, co, j;
+        int64_t t, c, co, j;
         lmn_stats st;
         lmn_norm nm;
 #ifndef LMN_PAIRS
-        int64_t i;
+        int64_t i, ci;
 #endif
 #ifdef _OPENMP
         thread = omp_get_thread_num();
@@ -1374,9 +1407,7 @@ static inline void gcblock_one(lmn_model *m, const lmn_op *op, int64_t o, const 
 #ifdef LMN_PAIRS
         /* the block's input in channel pairs (x16 and a16 together hold (max(C_in, Ch) + 1) x T int16); its
          * codes are of <= 8 bits, as the loader's int32 bound of the layer assumes */
-        for (ci = 0; ci < cin + (cin & 1); ci++)
-            for (t = 0; t < frames; t++)
-                x16[((ci >> 1) * frames + t) * 2 + (ci & 1)] = ci < cin ? (int16_t)xo[t * cin + ci] : 0;
+        pairs_from_rows(x16, xo, frames, frames, cin);
         for (co = 0; co < ch; co++) { /* expand */
             int32_t *hc = h + co * frames, b0 = op->ints0 ? op->ints0[co] : 0;
             for (t = 0; t < frames; t++)
@@ -1448,9 +1479,7 @@ static inline void gcblock_one(lmn_model *m, const lmn_op *op, int64_t o, const 
         norm_prepare(h, n, &st, (int)f[34], (int)f[35], &nm);
         norm_apply_requant(h, g, ch, frames, &nm, op->norm[2], op->norm[3], (int)f[36], (int32_t)f[37], (int32_t)f[38]);
 #ifdef LMN_PAIRS
-        for (c = 0; c < ch + (ch & 1); c++)
-            for (t = 0; t < frames; t++)
-                x16[((c >> 1) * frames + t) * 2 + (c & 1)] = c < ch ? (int16_t)g[c * frames + t] : 0;
+        pairs_from_channels(x16, g, frames, ch);
 #else
         if (op->narrow & 2)
             for (i = 0; i < n; i++)
