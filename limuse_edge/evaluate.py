@@ -5,12 +5,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from limuse_edge.train.fast_path import fast_path
 from limuse_edge.train.trainer import model_inputs
 
 
 @torch.no_grad()
 def evaluate(model, dataset, batch_size: int = 4, num_workers: int = 0, progress: bool = True) -> dict:
-    """Returns {"summary": {...means...}, "rows": [per-utterance dicts]}."""
+    """Returns {"summary": {...means...}, "rows": [per-utterance dicts]}. Runs the trainer's fast path, as
+    its validation does (train/fast_path.py: from then on this process's allocator keeps freed memory)."""
     from limuse_edge.data import make_loader
     from limuse_edge.metrics import sdr, sdri, si_sdr
 
@@ -18,7 +20,8 @@ def evaluate(model, dataset, batch_size: int = 4, num_workers: int = 0, progress
     rows = []
     loader = make_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
-        est = model(*model_inputs(model, batch, "cpu")).numpy().astype(np.float64)
+        with fast_path():  # the trainer's CPU kernels: the same outputs within float rounding, 4x faster QAT
+            est = model(*model_inputs(model, batch, "cpu")).numpy().astype(np.float64)
         ref = batch["target"].numpy().astype(np.float64)
         mix0 = batch["mixture"][:, 0].numpy().astype(np.float64)
         scores = {"si_sdr": si_sdr(est, ref), "sdr": sdr(est, ref), "sdri": sdri(est, ref, mix0),

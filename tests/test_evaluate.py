@@ -29,3 +29,34 @@ def test_evaluate_cli_reports_a_missing_checkpoint_in_one_line(tmp_path, capsys)
     assert main(["evaluate", "--checkpoint", str(tmp_path / "nope.pt"), "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "nope.pt" in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_scores_the_plain_layers_outputs_within_float_rounding(tmp_path):
+    """evaluate() runs the trainer's fast kernels; its scores are those of the plain layers' outputs."""
+    import numpy as np
+    import pytest
+    import torch
+
+    from limuse_edge.data import MCGridDataset
+    from limuse_edge.evaluate import evaluate
+    from limuse_edge.metrics import si_sdr
+    from limuse_edge.quant import calibrate
+    from limuse_edge.train.trainer import model_inputs
+
+    corpus = tmp_path / "mc"
+    build_corpus(corpus, n_train=0, n_valid=0, n_test=2, seed=5, seconds=1.0, workers=1, progress=False,
+                 speakers_per_split={"train": 2, "valid": 2, "test": 2})
+    dataset = MCGridDataset(corpus, "test")
+    batch = {k: (torch.stack([dataset[i][k] for i in range(2)]) if torch.is_tensor(dataset[0][k]) else
+                 [dataset[i][k] for i in range(2)]) for k in dataset[0]}
+    for recipe in ("float", "w3a8"):
+        torch.manual_seed(0)
+        model = build_model("tiny", recipe)
+        if model.recipe.quantized:
+            calibrate(model, [dict(zip(("mixture", "voiceprint", "visual"), model_inputs(model, batch, "cpu")))])
+        model.eval()
+        with torch.no_grad():
+            plain = model(*model_inputs(model, batch, "cpu")).numpy().astype(np.float64)
+        rows = evaluate(model, dataset, batch_size=2, progress=False)["rows"]
+        expected = si_sdr(plain, batch["target"].numpy().astype(np.float64))
+        assert [r["si_sdr"] for r in rows] == pytest.approx(list(expected), abs=0.05), recipe
