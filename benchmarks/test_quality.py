@@ -40,9 +40,21 @@ def _learning_curve_png(path, infos: dict) -> None:
         stem = parts[-2] if stem in ("best", "last") and len(parts) > 1 else stem  # runs/<name>/best.pt
         return stem if stem in infos and stem != name else None
 
+    def start_hours(name, depth=0):
+        """Audio seen before this bundle's own curve starts: where it forked from its parent, as the bundle
+        recorded it ("forked_from"), else as the parent's record implies."""
+        if depth > len(infos):
+            return 0.0
+        forked = infos[name].get("training", {}).get("forked_from")
+        if forked:
+            up = forked["name"]
+            return forked["audio_seconds_seen"] / 3600 + (start_hours(up, depth + 1) if up in infos else 0.0)
+        up = parent(name)
+        return hours_when_forked(up, depth + 1) if up else 0.0
+
     def hours_when_forked(name, depth=0):
-        """Audio the parent had seen when a child started from it. A bundle replaced later by a run that
-        continued it ("continues") was forked, so far, at the end of its first run."""
+        """Audio the parent had seen when a child without a "forked_from" record started from it: the end of
+        its curve, or for a bundle replaced later by a run that continued it ("continues"), of its first run."""
         info = infos[name]
         lineage = info.get("training", {}).get("continues")
         if lineage:
@@ -50,15 +62,14 @@ def _learning_curve_png(path, infos: dict) -> None:
         else:
             hist = info.get("history", [])
             own = _audio_hours(hist[-1], info["training"]["train_config"]) if hist else 0.0
-        up = parent(name)
-        return own + (hours_when_forked(up, depth + 1) if up and depth < len(infos) else 0.0)
+        return own + start_hours(name, depth)
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, info in infos.items():
         hist = info.get("history", [])
         if not hist:
             continue
-        offset = hours_when_forked(parent(name)) if parent(name) else 0.0
+        offset = start_hours(name)
         tc = info["training"]["train_config"]
         ax.plot([offset + _audio_hours(h, tc) for h in hist], [h["valid_si_sdr"] for h in hist], marker="o", ms=3,
                 label=name)

@@ -54,8 +54,12 @@ def _continued(name: str, training: dict, history: list) -> tuple[dict, list]:
     if parent is None:  # runs started before checkpoints kept their parent: read the bundled json
         init = training.get("train_config", {}).get("init_from") or ""
         parent = parent_record(str(HERE / f"{name}.pt")) if Path(init).name == f"{name}.pt" else None
-    if parent is None or parent.get("name") != name:
+    if parent is None:
         return training, history
+    if parent.get("name") != name:  # a new model started from another bundle: where it forked, for the curves
+        p_train = parent.get("training") or {}
+        return {**training, "forked_from": {"name": parent.get("name"), "steps": p_train.get("steps", 0),
+                                            "audio_seconds_seen": p_train.get("audio_seconds_seen", 0.0)}}, history
     p_train, p_hist = parent.get("training") or {}, parent.get("history") or []
     p_cfg = p_train.get("train_config", {})
     per_step = p_cfg.get("batch_size", 0) * p_cfg.get("segment_seconds", 0)  # older records lack audio_seconds

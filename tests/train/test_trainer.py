@@ -133,4 +133,5 @@ def test_a_run_that_continues_a_bundle_counts_the_bundle_once(tiny_cfg, tmp_path
     assert [h["step"] for h in again_history] == [10, 12] and "parent" not in again
     assert [c["corpus_recipe"] for c in again["continues"]] == ["first corpus"]
     other, _ = _continued("tiny_w3a8", run["meta"], run["train_state"]["history"])
-    assert other["steps"] == 2 and "continues" not in other
+    assert other["steps"] == 2 and "continues" not in other and "parent" not in other
+    assert other["forked_from"] == {"name": "tiny_float", "steps": 10, "audio_seconds_seen": 40.0}
