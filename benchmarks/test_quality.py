@@ -105,7 +105,7 @@ def _score(names, dataset):
 
 
 @pytest.mark.slow(reason="every limuse_k32 bundle evaluated on 48 synthetic-talker and 24 unseen-voice mixtures "
-                         "(Brevitas eager), about 25 min on one core")
+                         "(evaluate's fast path), 9 min on 2 cores beside a one-thread training run")
 def test_quality_of_bundled_models(results, tmp_path):
     names = [n for n in available() if n.startswith("limuse_k32")]
     if "limuse_k32_float" not in names:
