@@ -19,15 +19,16 @@ def evaluate(model, dataset, batch_size: int = 4, num_workers: int = 0, progress
     model.eval()
     rows = []
     loader = make_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
-        with fast_path():  # the trainer's CPU kernels: the same outputs within float rounding, 4x faster QAT
+    # Once for the whole loop: the trainer's CPU kernels, the same outputs within float rounding, 4x faster QAT.
+    with fast_path():
+        for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
             est = model(*model_inputs(model, batch, "cpu")).numpy().astype(np.float64)
-        ref = batch["target"].numpy().astype(np.float64)
-        mix0 = batch["mixture"][:, 0].numpy().astype(np.float64)
-        scores = {"si_sdr": si_sdr(est, ref), "sdr": sdr(est, ref), "sdri": sdri(est, ref, mix0),
-                  "mixture_si_sdr": si_sdr(mix0, ref), "mixture_sdr": sdr(mix0, ref)}
-        for i, name in enumerate(batch["name"]):
-            rows.append({"name": name, **{k: float(v[i]) for k, v in scores.items()}})
+            ref = batch["target"].numpy().astype(np.float64)
+            mix0 = batch["mixture"][:, 0].numpy().astype(np.float64)
+            scores = {"si_sdr": si_sdr(est, ref), "sdr": sdr(est, ref), "sdri": sdri(est, ref, mix0),
+                      "mixture_si_sdr": si_sdr(mix0, ref), "mixture_sdr": sdr(mix0, ref)}
+            for i, name in enumerate(batch["name"]):
+                rows.append({"name": name, **{k: float(v[i]) for k, v in scores.items()}})
     if not rows:
         raise ValueError("evaluate: the split holds no utterances")
     summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "name"}
