@@ -569,6 +569,96 @@ static void table(lmn_model *m, const lmn_op *op)
         y[i] = t[(uint32_t)x[i] & 0xFFu]; /* the code's two's-complement byte (or unsigned code) */
 }
 
+/* y[r * stride + c] = cm[c * len + r] for c < 4, r < rows: four channel-major rows of sums back into
+ * frame-major rows (AVX2: one 4 x 8 transpose per eight rows instead of 32 strided stores) */
+static inline void rows_from_four_channels(int32_t *restrict y, int64_t stride, const int32_t *restrict cm,
+                                           int64_t len, int64_t rows)
+{
+    int64_t r = 0, c;
+#if defined(LMN_PAIRS) && defined(__AVX2__)
+    for (; r + 8 <= rows; r += 8) {
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)(cm + r));
+        __m256i v1 = _mm256_loadu_si256((const __m256i *)(cm + len + r));
+        __m256i v2 = _mm256_loadu_si256((const __m256i *)(cm + 2 * len + r));
+        __m256i v3 = _mm256_loadu_si256((const __m256i *)(cm + 3 * len + r));
+        __m256i t0 = _mm256_unpacklo_epi32(v0, v1), t1 = _mm256_unpackhi_epi32(v0, v1);
+        __m256i t2 = _mm256_unpacklo_epi32(v2, v3), t3 = _mm256_unpackhi_epi32(v2, v3);
+        __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2); /* rows 0 | 4, 1 | 5 */
+        __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3); /* rows 2 | 6, 3 | 7 */
+        int32_t *yr = y + r * stride;
+        _mm_storeu_si128((__m128i *)yr, _mm256_castsi256_si128(u0));
+        _mm_storeu_si128((__m128i *)(yr + stride), _mm256_castsi256_si128(u1));
+        _mm_storeu_si128((__m128i *)(yr + 2 * stride), _mm256_castsi256_si128(u2));
+        _mm_storeu_si128((__m128i *)(yr + 3 * stride), _mm256_castsi256_si128(u3));
+        _mm_storeu_si128((__m128i *)(yr + 4 * stride), _mm256_extracti128_si256(u0, 1));
+        _mm_storeu_si128((__m128i *)(yr + 5 * stride), _mm256_extracti128_si256(u1, 1));
+        _mm_storeu_si128((__m128i *)(yr + 6 * stride), _mm256_extracti128_si256(u2, 1));
+        _mm_storeu_si128((__m128i *)(yr + 7 * stride), _mm256_extracti128_si256(u3, 1));
+    }
+#endif
+    for (; r < rows; r++)
+        for (c = 0; c < 4; c++)
+            y[r * stride + c] = cm[c * len + r];
+}
+
+/* the same for nc <= 4 channels */
+static inline void rows_from_channels(int32_t *restrict y, int64_t stride, const int32_t *restrict cm, int64_t len,
+                                      int64_t rows, int64_t nc)
+{
+    int64_t r, c;
+    if (nc == 4) {
+        rows_from_four_channels(y, stride, cm, len, rows);
+        return;
+    }
+    for (c = 0; c < nc; c++)
+        for (r = 0; r < rows; r++)
+            y[r * stride + c] = cm[c * len + r];
+}
+
+/* cm[c * len + r] = y[r * stride + c] for c < 4, r < rows: the inverse (AVX2: 8 x 4 transposes) */
+static inline void four_channels_from_rows(int32_t *restrict cm, int64_t len, const int32_t *restrict y,
+                                           int64_t stride, int64_t rows)
+{
+    int64_t r = 0, c;
+#if defined(LMN_PAIRS) && defined(__AVX2__)
+    for (; r + 8 <= rows; r += 8) {
+        const int32_t *yr = y + r * stride;
+#define ROWS_PAIR(i) _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(yr + (i) * stride))), \
+                                             _mm_loadu_si128((const __m128i *)(yr + ((i) + 4) * stride)), 1)
+        __m256i a0 = ROWS_PAIR(0), a1 = ROWS_PAIR(1), a2 = ROWS_PAIR(2), a3 = ROWS_PAIR(3); /* rows i | i + 4 */
+#undef ROWS_PAIR
+        __m256i t0 = _mm256_unpacklo_epi32(a0, a1), t1 = _mm256_unpackhi_epi32(a0, a1);
+        __m256i t2 = _mm256_unpacklo_epi32(a2, a3), t3 = _mm256_unpackhi_epi32(a2, a3);
+        _mm256_storeu_si256((__m256i *)(cm + r), _mm256_unpacklo_epi64(t0, t2));
+        _mm256_storeu_si256((__m256i *)(cm + len + r), _mm256_unpackhi_epi64(t0, t2));
+        _mm256_storeu_si256((__m256i *)(cm + 2 * len + r), _mm256_unpacklo_epi64(t1, t3));
+        _mm256_storeu_si256((__m256i *)(cm + 3 * len + r), _mm256_unpackhi_epi64(t1, t3));
+    }
+#endif
+    for (; r < rows; r++)
+        for (c = 0; c < 4; c++)
+            cm[c * len + r] = y[r * stride + c];
+}
+
+/* dst[r * dst_stride + j] = src[r + j * src_stride] for r < rows, j < cols: a 2-D transpose, four lines of
+ * whichever axis divides by four at a time */
+static void transpose_tile(int32_t *restrict dst, int64_t dst_stride, const int32_t *restrict src, int64_t src_stride,
+                           int64_t rows, int64_t cols)
+{
+    int64_t r, j;
+    if (rows % 4 == 0 && (cols % 8 == 0 || cols % 4 != 0)) {
+        for (r = 0; r < rows; r += 4)
+            four_channels_from_rows(dst + r * dst_stride, dst_stride, src + r, src_stride, cols);
+    } else if (cols % 4 == 0) {
+        for (j = 0; j < cols; j += 4)
+            rows_from_four_channels(dst + j, dst_stride, src + j * src_stride, src_stride, rows);
+    } else {
+        for (r = 0; r < rows; r++)
+            for (j = 0; j < cols; j++)
+                dst[r * dst_stride + j] = src[r + j * src_stride];
+    }
+}
+
 static void copy(lmn_model *m, const lmn_op *op)
 {
     int64_t index[MAX_RANK] = {0};
@@ -592,6 +682,15 @@ static void copy(lmn_model *m, const lmn_op *op)
     } else if (rank >= 2) { /* the codec's block transposes: whole 2-D tiles between two advances */
         int32_t *y = INT_AT(m, op->f[0]);
         int64_t rows = op->dst.dims[rank - 2], dr = op->dst.strides[rank - 2], sr = op->src.strides[rank - 2], r;
+        if ((ds == 1 && sr == 1) || (dr == 1 && ss == 1)) {
+            do {
+                if (ds == 1)
+                    transpose_tile(y + d, dr, x + s, ss, rows, inner);
+                else
+                    transpose_tile(y + d, ds, x + s, sr, inner, rows);
+            } while (advance(index, op->dst.dims, rank - 2, &d, op->dst.strides, &s, op->src.strides));
+            return;
+        }
         do {
             for (r = 0; r < rows; r++) {
                 int32_t *yr = y + d + r * dr;
@@ -937,6 +1036,36 @@ static inline void pairs_from_rows(int16_t *restrict xp, const int32_t *restrict
     for (c = 0; c < channels; c += 2) {
         int16_t *xc = xp + c * len;
         const int32_t *xr = x + c;
+        r = 0;
+#ifdef __AVX2__
+        if (channels % 4 == 0 && c % 4 == 0) { /* channels c..c+3 of four rows: two pair planes at once */
+            const __m256i order = _mm256_setr_epi32(0, 4, 2, 6, 1, 5, 3, 7);
+            int16_t *xn = xc + 2 * len;
+            for (; r + 4 <= rows; r += 4) {
+                const int32_t *x0 = xr + r * channels;
+                __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x0)),
+                                                    _mm_loadu_si128((const __m128i *)(x0 + channels)), 1);
+                __m256i b = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x0 + 2 * channels))),
+                    _mm_loadu_si128((const __m128i *)(x0 + 3 * channels)), 1);
+                /* int16 pairs (as int32): rows r, r+2 in the low half, r+1, r+3 in the high half; codes fit
+                 * int16, so the saturating pack is the cast */
+                __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(a, b), order);
+                _mm_storeu_si128((__m128i *)(xc + 2 * r), _mm256_castsi256_si128(p));
+                _mm_storeu_si128((__m128i *)(xn + 2 * r), _mm256_extracti128_si256(p, 1));
+            }
+            for (; r < rows; r++) {
+                xc[2 * r] = (int16_t)xr[r * channels];
+                xc[2 * r + 1] = (int16_t)xr[r * channels + 1];
+                xn[2 * r] = (int16_t)xr[r * channels + 2];
+                xn[2 * r + 1] = (int16_t)xr[r * channels + 3];
+            }
+            for (r = rows; r < len; r++)
+                xc[2 * r] = xc[2 * r + 1] = xn[2 * r] = xn[2 * r + 1] = 0;
+            c += 2;
+            continue;
+        }
+#endif
         if (c + 1 < channels)
             for (r = 0; r < rows; r++) {
                 xc[2 * r] = (int16_t)xr[r * channels];
@@ -1064,6 +1193,38 @@ static void pair_dot(int32_t *restrict acc, const int16_t *restrict xp, int64_t 
 }
 #endif
 
+/* Pass A's epilogue over one tile (shift in 1..30): the requantized code's byte, and its PReLU as the golden
+ * engine computes it (op->table[byte]): (code * scale) * (code < 0 ? slope : 1) in float32, since the code
+ * is negative iff its value is (scale > 0) and v * 1 is v. */
+static inline void requant_byte_prelu(const int32_t *restrict acc, int shift, int32_t lo, int32_t hi, float scale,
+                                      float slope, unsigned char *restrict bytes, float *restrict pa)
+{
+    int32_t half = (int32_t)1 << (shift - 1);
+    int r = 0;
+#if defined(LMN_PAIRS) && defined(__AVX2__)
+    const __m128i k = _mm_cvtsi32_si128(shift);
+    const __m256i mask = _mm256_set1_epi32((int32_t)(((uint32_t)1 << shift) - 1u)), one = _mm256_set1_epi32(1);
+    const __m256i bias = _mm256_set1_epi32(half - 1), vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
+    const __m256i low_bytes = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                               0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256 vscale = _mm256_set1_ps(scale), vslope = _mm256_set1_ps(slope), ones = _mm256_set1_ps(1.0f);
+    for (; r + 8 <= TILE; r += 8) {
+        __m256i v = requant8(_mm256_loadu_si256((const __m256i *)(acc + r)), k, mask, bias, one, vlo, vhi);
+        __m256i b = _mm256_shuffle_epi8(v, low_bytes); /* each 128-bit half: its four low bytes first */
+        __m256 s = _mm256_blendv_ps(ones, vslope, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_setzero_si256(), v)));
+        _mm_storel_epi64((__m128i *)(bytes + r),
+                         _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
+        _mm256_storeu_ps(pa + r, _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v), vscale), s));
+    }
+#endif
+    for (; r < TILE; r++) {
+        int32_t v = requant_one(acc[r], shift, half, lo, hi);
+        float s = v < 0 ? slope : 1.0f;
+        bytes[r] = (unsigned char)((uint32_t)v & 0xFFu);
+        pa[r] = ((float)v * scale) * s;
+    }
+}
+
 /* The TAC block (export/pack.py, _match_tac) of one outer index o at a time, so that its (K x R, Ch)
  * hidden codes stay in the cache instead of four full-size tensors in the arena:
  *   pass A: a = L1(x) per tile of rows (channel-major), kept as bytes; the float32 sum over the K groups
@@ -1092,7 +1253,7 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
         int32_t *part, *mq_o = mq + o * frames * ch, *b_o = bv + o * frames * ch, *y_o = y + o * rows * cout;
         const int32_t *x_o = x + o * rows * cin;
         int16_t xt[TILE_CHANNELS * TILE];
-        int32_t acc[TILE];
+        int32_t acc[4 * TILE];
 #ifndef LMN_PAIRS
         int32_t wide[TILE_CHANNELS];
 #endif
@@ -1142,16 +1303,8 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
                     tile_dot(acc, xt, cin, op->weights + co, ch);
                 }
 #endif
-                if (shift1 >= 1 && shift1 <= 30) { /* requantization, the code's byte and its PReLU in one loop */
-                    int32_t half1 = (int32_t)1 << (shift1 - 1);
-                    for (r = 0; r < TILE; r++) {
-                        int32_t v = requant_one(acc[r], shift1, half1, lo1, hi1);
-                        /* PReLU = op->table[byte], the same float32 operations: v < 0 iff the code is
-                         * (scale > 0), and v * 1 is v: a select, which gcc vectorises */
-                        float s = v < 0 ? slope1 : 1.0f;
-                        ac[r] = (unsigned char)((uint32_t)v & 0xFFu);
-                        pa[r] = ((float)v * scale1) * s;
-                    }
+                if (shift1 >= 1 && shift1 <= 30) {
+                    requant_byte_prelu(acc, shift1, lo1, hi1, scale1, slope1, ac, pa);
                 } else {
                     requant_run(acc, TILE, shift1, lo1, hi1);
                     for (r = 0; r < TILE; r++) {
@@ -1269,28 +1422,31 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
 #endif
             for (r = 0; r < TILE; r++)
                 frame[r] = ((r0 + r) % frames) * cout;
-            for (co = 0; co < cout; co++) {
+            for (co = 0; co < cout; co += 4) { /* four output channels, then their rows out together */
+                int64_t nc = cout - co < 4 ? cout - co : 4, q;
+                for (q = 0; q < nc; q++) {
+                    int32_t *aq = acc + q * TILE;
 #ifdef LMN_PAIRS
-                for (r = 0; r < TILE; r++)
-                    acc[r] = part[frame[r] + co];
-                pair_dot(acc, xt, TILE, &op->pairs[1], co);
+                    for (r = 0; r < TILE; r++)
+                        aq[r] = part[frame[r] + co + q];
+                    pair_dot(aq, xt, TILE, &op->pairs[1], co + q);
 #else
-                if (op->narrow & 2) { /* the first half of L3 alone below 2^15; then the per-frame part */
-                    for (r = 0; r < TILE; r++)
-                        acc16[r] = 0;
-                    tile_dot16(acc16, xt, ch, op->weights3 + co, cout);
-                    for (r = 0; r < TILE; r++)
-                        acc[r] = part[frame[r] + co] + acc16[r];
-                } else {
-                    for (r = 0; r < TILE; r++)
-                        acc[r] = part[frame[r] + co];
-                    tile_dot(acc, xt, ch, op->weights3 + co, cout);
-                }
+                    if (op->narrow & 2) { /* the first half of L3 alone below 2^15; then the per-frame part */
+                        for (r = 0; r < TILE; r++)
+                            acc16[r] = 0;
+                        tile_dot16(acc16, xt, ch, op->weights3 + co + q, cout);
+                        for (r = 0; r < TILE; r++)
+                            aq[r] = part[frame[r] + co + q] + acc16[r];
+                    } else {
+                        for (r = 0; r < TILE; r++)
+                            aq[r] = part[frame[r] + co + q];
+                        tile_dot(aq, xt, ch, op->weights3 + co + q, cout);
+                    }
 #endif
-                if (has_out3)
-                    requant_run(acc, TILE, shift3, lo3, hi3);
-                for (r = 0; r < nr; r++)
-                    y_o[(r0 + r) * cout + co] = acc[r];
+                    if (has_out3)
+                        requant_run(aq, TILE, shift3, lo3, hi3);
+                }
+                rows_from_channels(y_o + r0 * cout + co, cout, acc, TILE, nr, nc);
             }
         }
     }
@@ -1402,7 +1558,7 @@ static inline void gcblock_one(lmn_model *m, const lmn_op *op, int64_t o, const 
         g = h + n;
         xt = g + n;
         acc = xt + cin * frames;
-        x16 = (int16_t *)(acc + frames); /* int16 copies for the narrow layers: the input or g, and a row */
+        x16 = (int16_t *)(acc + 4 * frames); /* int16 copies for the narrow layers: the input or g, and a row */
         a16 = x16 + (cin > ch ? cin : ch) * frames;
 #ifdef LMN_PAIRS
         /* the block's input in channel pairs (x16 and a16 together hold (max(C_in, Ch) + 1) x T int16); its
@@ -1485,29 +1641,31 @@ static inline void gcblock_one(lmn_model *m, const lmn_op *op, int64_t o, const 
             for (i = 0; i < n; i++)
                 x16[i] = (int16_t)g[i];
 #endif
-        for (co = 0; co < cout; co++) { /* project, back to frames x channels */
-            int32_t b0 = op->ints3 ? op->ints3[co] : 0;
+        for (co = 0; co < cout; co += 4) { /* project, four channels at a time, back to frames x channels */
+            int64_t nc = cout - co < 4 ? cout - co : 4, q;
+            for (q = 0; q < nc; q++) {
+                int32_t *aq = acc + q * frames, b0 = op->ints3 ? op->ints3[co + q] : 0;
 #ifdef LMN_PAIRS
-            for (t = 0; t < frames; t++)
-                acc[t] = b0;
-            pair_dot(acc, x16, frames, &op->pairs[1], co);
+                for (t = 0; t < frames; t++)
+                    aq[t] = b0;
+                pair_dot(aq, x16, frames, &op->pairs[1], co + q);
 #else
-            if (op->narrow & 2) {
-                for (t = 0; t < frames; t++)
-                    a16[t] = (int16_t)b0;
-                rows_dot16(a16, x16, frames, ch, frames, op->weights3 + co, cout);
-                for (t = 0; t < frames; t++)
-                    acc[t] = a16[t];
-            } else {
-                for (t = 0; t < frames; t++)
-                    acc[t] = b0;
-                rows_dot(acc, g, frames, ch, frames, op->weights3 + co, cout);
-            }
+                if (op->narrow & 2) {
+                    for (t = 0; t < frames; t++)
+                        a16[t] = (int16_t)b0;
+                    rows_dot16(a16, x16, frames, ch, frames, op->weights3 + co + q, cout);
+                    for (t = 0; t < frames; t++)
+                        aq[t] = a16[t];
+                } else {
+                    for (t = 0; t < frames; t++)
+                        aq[t] = b0;
+                    rows_dot(aq, g, frames, ch, frames, op->weights3 + co + q, cout);
+                }
 #endif
-            if (has_out)
-                requant_run(acc, frames, (int)f[41], (int32_t)f[42], (int32_t)f[43]);
-            for (t = 0; t < frames; t++)
-                yo[t * cout + co] = acc[t];
+                if (has_out)
+                    requant_run(aq, frames, (int)f[41], (int32_t)f[42], (int32_t)f[43]);
+            }
+            rows_from_channels(yo + co, cout, acc, frames, frames, nc);
         }
     }
 }

@@ -703,7 +703,7 @@ static int read_op(checker *c, reader *r, lmn_op *op)
         lmn_quant_values(op->table, 256, f[13], f[14], f[15], op->codes1);
         lmn_prelu_values(f[29], (int)f[30], op->floats1[0], op->table2);
         lmn_quant_values(op->table2, 256, f[31], f[32], f[33], op->codes2);
-        op->work_bytes = (size_t)((2 * ch + cin + 1) * frames) * 4 + /* h, g, the input and a row, channel-major */
+        op->work_bytes = (size_t)((2 * ch + cin + 4) * frames) * 4 + /* h, g, the input and four rows, channel-major */
                          (size_t)(((cin > ch ? cin : ch) + 1) * frames) * 2; /* their int16 copies */
         op->narrow = (layer_bound(op->weights, op->ints0, cin, ch) < 32768 ? 1 : 0) |
                      (layer_bound(op->weights3, op->ints3, ch, cout) < 32768 ? 2 : 0);
