@@ -34,7 +34,7 @@ from limuse_runtime.golden.lower import TORCH_MODULE_DOC, lower
 from limuse_runtime.golden.ops import LAYOUT, OPS, conv_params
 
 MAGIC = b"LIMUSEPK"
-VERSION = 2
+VERSION = 3
 RECIPE = "w3a8-po2-inorm"  # the recipe whose models the engine represents
 INT, FLOAT = 0, 1
 ALIGN = 16  # arena offsets in elements (64 bytes)
@@ -43,12 +43,12 @@ MAX_RANK = 8
 # Kernel opcodes (runtime/native/FORMAT.md, "Kernels"); the C engine's enum has the same numbers.
 OP_QUANT_FLOAT, OP_REQUANT, OP_LINEAR, OP_CONV, OP_INORM, OP_ADD_INT, OP_BINARY_FLOAT = 1, 2, 3, 4, 5, 6, 7
 OP_PRELU_TABLE, OP_TABLE, OP_COPY, OP_ZERO, OP_REDUCE_MEAN, OP_RESIZE, OP_CONV_TRANSPOSE = 8, 9, 10, 11, 12, 13, 14
-OP_TAC, OP_PRELU_QUANT, OP_GCBLOCK = 15, 16, 17  # fused kernels (version 2), made by fuse() from the records above
+OP_TAC, OP_PRELU_QUANT, OP_GCBLOCK = 15, 16, 17  # fused kernels, made by fuse() from the records above
 # where each opcode's fields hold value ids (renumbering after fusion rewrites them)
 ID_FIELDS = {OP_QUANT_FLOAT: (0, 1), OP_REQUANT: (0, 1), OP_LINEAR: (0, 1), OP_CONV: (0, 1), OP_INORM: (0, 1),
              OP_ADD_INT: (0, 1, 2), OP_BINARY_FLOAT: (0, 1, 4), OP_PRELU_TABLE: (0, 1), OP_TABLE: (0, 1),
              OP_COPY: (0, 1), OP_ZERO: (0,), OP_REDUCE_MEAN: (0, 1), OP_RESIZE: (0, 1), OP_CONV_TRANSPOSE: (0, 1),
-             OP_TAC: (0, 1, 2, 3), OP_PRELU_QUANT: (0, 1), OP_GCBLOCK: (0, 1)}
+             OP_TAC: (0, 1), OP_PRELU_QUANT: (0, 1), OP_GCBLOCK: (0, 1)}
 TAC_MAX_CHANNELS = 512  # the C kernel's stack tiles (LMN_TAC_MAX_CHANNELS)
 BINARY_CODES = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}
 RESIZE_TRANSFORMS = {"half_pixel": 0, "pytorch_half_pixel": 0, "align_corners": 1, "asymmetric": 2}
@@ -612,7 +612,7 @@ def _match_tac(program: Program, flow: _Flow, i3: int):
             flow.read_only_by(e, [i["c3"]]) and flow.read_only_by(cat, [i["q2"]])):
         return None
     x, out = l1.fields[1], l3.fields[0]
-    fields = [out, x, mq, b, outer, groups, frames, cin, ch, cout,
+    fields = [out, x, outer, groups, frames, cin, ch, cout,
               l1.fields[5], *l1.fields[7:10],          # L1: has_bias, shift, lo, hi
               p1.fields[3], p1.fields[4],              # PReLU of a: exponent, signed
               q.fields[3], q.fields[4], q.fields[5],   # Quant of the mean: exponent, lo, hi
@@ -621,7 +621,7 @@ def _match_tac(program: Program, flow: _Flow, i3: int):
               q2.fields[3], q2.fields[4], q2.fields[5],  # Quant of the concatenation
               l3.fields[5], *l3.fields[6:]]            # L3: has_bias, has_out[, shift, lo, hi]
     blobs = l1.blobs + p1.blobs + l2.blobs + p2.blobs + l3.blobs
-    fused = Record(OP_TAC, fields, blobs, [x], [mq, b, out], l3.stage)
+    fused = Record(OP_TAC, fields, blobs, [x], [out], l3.stage)
     return set(i.values()), fused
 
 

@@ -1225,6 +1225,26 @@ static inline void requant_byte_prelu(const int32_t *restrict acc, int shift, in
     }
 }
 
+/* Where tac_one keeps its per-block data in a thread's work area (byte offsets, 64-byte aligned): L1's codes
+ * for every tile as bytes, the float32 sums and means over the groups, the per-frame part of L3, the mean's
+ * codes and L2's codes (frames x Ch each), and (LMN_PAIRS) the per-frame codes in channel pairs and one
+ * channel's sums over the frames. */
+static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+lmn_tac_work lmn_tac_layout(int64_t rows, int64_t frames, int64_t ch, int64_t cout)
+{
+    lmn_tac_work w;
+    int64_t tiles = (rows + TILE - 1) / TILE;
+    w.msum = align64((size_t)(tiles * ch * TILE));
+    w.part = w.msum + align64((size_t)(2 * frames * ch) * sizeof(float));
+    w.mean_codes = w.part + align64((size_t)(frames * cout) * 4);
+    w.b_codes = w.mean_codes + align64((size_t)(frames * ch) * 4);
+    w.pairs = w.b_codes + align64((size_t)(frames * ch) * 4);
+    w.sums = w.pairs + (size_t)((ch + 1) * frames) * 2;
+    w.bytes = w.sums + (size_t)frames * 4;
+    return w;
+}
+
 /* The TAC block (export/pack.py, _match_tac) of one outer index o at a time, so that its (K x R, Ch)
  * hidden codes stay in the cache instead of four full-size tensors in the arena:
  *   pass A: a = L1(x) per tile of rows (channel-major), kept as bytes; the float32 sum over the K groups
@@ -1237,217 +1257,215 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
 {
     const int64_t *f = op->f;
     const int32_t *x = INT_AT(m, f[1]);
-    int32_t *y = INT_AT(m, f[0]), *mq = INT_AT(m, f[2]), *bv = INT_AT(m, f[3]);
-    int64_t groups = f[5], cin = f[7], ch = f[8], cout = f[9];
+    int32_t *y = INT_AT(m, f[0]);
+    int64_t groups = f[3], cin = f[5], ch = f[6], cout = f[7];
     int64_t rows = groups * frames, tiles = (rows + TILE - 1) / TILE;
-    int shift1 = (int)f[11], shift2 = (int)f[20], has_out3 = (int)f[29], shift3 = has_out3 ? (int)f[30] : 0;
-    int32_t lo1 = (int32_t)f[12], hi1 = (int32_t)f[13], lo2 = (int32_t)f[21], hi2 = (int32_t)f[22];
-    int32_t lo3 = has_out3 ? (int32_t)f[31] : 0, hi3 = has_out3 ? (int32_t)f[32] : 0;
-    float groups_f = (float)groups, scale1 = exp2_int(f[14]), slope1 = op->floats0[0];
-    size_t a_bytes = (size_t)(tiles * ch * TILE), msum_at = (a_bytes + 63) / 64 * 64;
-    size_t part_at = msum_at + ((size_t)(2 * frames * ch) * sizeof(float) + 63) / 64 * 64;
-    {
-        int thread = 0;
-        unsigned char *work, *a;
-        float *msum, *mean;
-        int32_t *part, *mq_o = mq + o * frames * ch, *b_o = bv + o * frames * ch, *y_o = y + o * rows * cout;
-        const int32_t *x_o = x + o * rows * cin;
-        int16_t xt[TILE_CHANNELS * TILE];
-        int32_t acc[4 * TILE];
+    int shift1 = (int)f[9], shift2 = (int)f[18], has_out3 = (int)f[27], shift3 = has_out3 ? (int)f[28] : 0;
+    int32_t lo1 = (int32_t)f[10], hi1 = (int32_t)f[11], lo2 = (int32_t)f[19], hi2 = (int32_t)f[20];
+    int32_t lo3 = has_out3 ? (int32_t)f[29] : 0, hi3 = has_out3 ? (int32_t)f[30] : 0;
+    float groups_f = (float)groups, scale1 = exp2_int(f[12]), slope1 = op->floats0[0];
+    lmn_tac_work layout = lmn_tac_layout(rows, frames, ch, cout);
+    int thread = 0;
+    unsigned char *work, *a;
+    float *msum, *mean;
+    int32_t *part, *mq_o, *b_o, *y_o = y + o * rows * cout;
+    const int32_t *x_o = x + o * rows * cin;
+    int16_t xt[TILE_CHANNELS * TILE];
+    int32_t acc[4 * TILE];
 #ifndef LMN_PAIRS
-        int32_t wide[TILE_CHANNELS];
+    int32_t wide[TILE_CHANNELS];
 #endif
 #ifndef LMN_PAIRS
-        int16_t acc16[TILE];
+    int16_t acc16[TILE];
 #endif
-        float pa[TILE];
-        int64_t t, r, c, co, i, rr;
+    float pa[TILE];
+    int64_t t, r, c, co, i, rr;
 #ifdef _OPENMP
-        thread = omp_get_thread_num();
+    thread = omp_get_thread_num();
 #endif
-        work = m->work + (size_t)thread * m->work_per_thread;
-        a = work;
-        msum = (float *)(work + msum_at);
-        mean = msum + frames * ch;
-        part = (int32_t *)(work + part_at);
-        for (i = 0; i < frames * ch; i++)
-            msum[i] = 0.0f;
-        for (t = 0; t < tiles; t++) { /* pass A */
-            int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
-            unsigned char *at = a + t * ch * TILE;
+    work = m->work + (size_t)thread * m->work_per_thread;
+    a = work;
+    msum = (float *)(work + layout.msum);
+    mean = msum + frames * ch;
+    part = (int32_t *)(work + layout.part);
+    mq_o = (int32_t *)(work + layout.mean_codes);
+    b_o = (int32_t *)(work + layout.b_codes);
+    for (i = 0; i < frames * ch; i++)
+        msum[i] = 0.0f;
+    for (t = 0; t < tiles; t++) { /* pass A */
+        int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
+        unsigned char *at = a + t * ch * TILE;
 #ifdef LMN_PAIRS
-            pairs_from_rows(xt, x_o + r0 * cin, nr, TILE, cin);
+        pairs_from_rows(xt, x_o + r0 * cin, nr, TILE, cin);
 #else
-            for (c = 0; c < cin; c++)
-                for (r = 0; r < TILE; r++)
-                    xt[c * TILE + r] = r < nr ? (int16_t)x_o[(r0 + r) * cin + c] : 0;
+        for (c = 0; c < cin; c++)
+            for (r = 0; r < TILE; r++)
+                xt[c * TILE + r] = r < nr ? (int16_t)x_o[(r0 + r) * cin + c] : 0;
 #endif
-            for (co = 0; co < ch; co++) {
-                int32_t b0 = op->ints0 ? op->ints0[co] : 0;
-                unsigned char *ac = at + co * TILE;
-                float *ms = msum + co * frames; /* channel-major sums: runs of consecutive frames */
+        for (co = 0; co < ch; co++) {
+            int32_t b0 = op->ints0 ? op->ints0[co] : 0;
+            unsigned char *ac = at + co * TILE;
+            float *ms = msum + co * frames; /* channel-major sums: runs of consecutive frames */
 #ifdef LMN_PAIRS
+            for (r = 0; r < TILE; r++)
+                acc[r] = b0;
+            pair_dot(acc, xt, TILE, &op->pairs[0], co);
+#else
+            if (op->narrow & 1) { /* L1's bound below 2^15 (checked at load) */
+                for (r = 0; r < TILE; r++)
+                    acc16[r] = (int16_t)b0;
+                tile_dot16(acc16, xt, cin, op->weights + co, ch);
+                for (r = 0; r < TILE; r++)
+                    acc[r] = acc16[r];
+            } else {
                 for (r = 0; r < TILE; r++)
                     acc[r] = b0;
-                pair_dot(acc, xt, TILE, &op->pairs[0], co);
-#else
-                if (op->narrow & 1) { /* L1's bound below 2^15 (checked at load) */
-                    for (r = 0; r < TILE; r++)
-                        acc16[r] = (int16_t)b0;
-                    tile_dot16(acc16, xt, cin, op->weights + co, ch);
-                    for (r = 0; r < TILE; r++)
-                        acc[r] = acc16[r];
-                } else {
-                    for (r = 0; r < TILE; r++)
-                        acc[r] = b0;
-                    tile_dot(acc, xt, cin, op->weights + co, ch);
-                }
+                tile_dot(acc, xt, cin, op->weights + co, ch);
+            }
 #endif
-                if (shift1 >= 1 && shift1 <= 30) {
-                    requant_byte_prelu(acc, shift1, lo1, hi1, scale1, slope1, ac, pa);
-                } else {
-                    requant_run(acc, TILE, shift1, lo1, hi1);
-                    for (r = 0; r < TILE; r++) {
-                        float s = acc[r] < 0 ? slope1 : 1.0f;
-                        ac[r] = (unsigned char)((uint32_t)acc[r] & 0xFFu);
-                        pa[r] = ((float)acc[r] * scale1) * s;
-                    }
-                }
-                for (r = 0; r < nr;) { /* rows r0 + r.. of one group: frames fr.., in group order */
-                    int64_t fr = (r0 + r) % frames, len = nr - r < frames - fr ? nr - r : frames - fr, j;
-                    for (j = 0; j < len; j++)
-                        ms[fr + j] += pa[r + j];
-                    r += len;
+            if (shift1 >= 1 && shift1 <= 30) {
+                requant_byte_prelu(acc, shift1, lo1, hi1, scale1, slope1, ac, pa);
+            } else {
+                requant_run(acc, TILE, shift1, lo1, hi1);
+                for (r = 0; r < TILE; r++) {
+                    float s = acc[r] < 0 ? slope1 : 1.0f;
+                    ac[r] = (unsigned char)((uint32_t)acc[r] & 0xFFu);
+                    pa[r] = ((float)acc[r] * scale1) * s;
                 }
             }
+            for (r = 0; r < nr;) { /* rows r0 + r.. of one group: frames fr.., in group order */
+                int64_t fr = (r0 + r) % frames, len = nr - r < frames - fr ? nr - r : frames - fr, j;
+                for (j = 0; j < len; j++)
+                    ms[fr + j] += pa[r + j];
+                r += len;
+            }
         }
-        for (rr = 0; rr < frames; rr++) /* the mean, as reduce_mean: sum / n in float32; frame-major again */
-            for (c = 0; c < ch; c++)
-                mean[rr * ch + c] = msum[c * frames + rr] / groups_f;
-        lmn_quant_values(mean, (int)(frames * ch), f[16], f[17], f[18], mq_o);
+    }
+    for (rr = 0; rr < frames; rr++) /* the mean, as reduce_mean: sum / n in float32; frame-major again */
+        for (c = 0; c < ch; c++)
+            mean[rr * ch + c] = msum[c * frames + rr] / groups_f;
+    lmn_quant_values(mean, (int)(frames * ch), f[14], f[15], f[16], mq_o);
 #ifdef LMN_PAIRS
-        { /* b = L2(mq) and the second half of L3 as the frames' sums per output channel */
-            size_t fp_at = (part_at + (size_t)(frames * cout) * 4 + 63) / 64 * 64;
-            int16_t *fp = (int16_t *)(work + fp_at);
-            int32_t *fa = (int32_t *)(work + fp_at + (size_t)((ch + 1) * frames) * 2);
-            pairs_from_rows(fp, mq_o, frames, frames, ch);
-            for (co = 0; co < ch; co++) {
-                int32_t b0 = op->ints2 ? op->ints2[co] : 0;
-                for (rr = 0; rr < frames; rr++)
-                    fa[rr] = b0;
-                pair_dot(fa, fp, frames, &op->pairs[2], co);
-                requant_run(fa, frames, shift2, lo2, hi2);
-                for (rr = 0; rr < frames; rr++)
-                    b_o[rr * ch + co] = fa[rr];
-            }
-            for (c = 0; c < ch + (ch & 1); c++)
-                for (rr = 0; rr < frames; rr++)
-                    fp[((c >> 1) * frames + rr) * 2 + (c & 1)] =
-                        c < ch ? (int16_t)op->codes2[(uint32_t)b_o[rr * ch + c] & 0xFFu] : 0;
-            for (co = 0; co < cout; co++) {
-                int32_t b0 = op->ints3 ? op->ints3[co] : 0;
-                for (rr = 0; rr < frames; rr++)
-                    fa[rr] = b0;
-                pair_dot(fa, fp, frames, &op->pairs[3], co);
-                for (rr = 0; rr < frames; rr++)
-                    part[rr * cout + co] = fa[rr];
-            }
+    { /* b = L2(mq) and the second half of L3 as the frames' sums per output channel */
+        int16_t *fp = (int16_t *)(work + layout.pairs);
+        int32_t *fa = (int32_t *)(work + layout.sums);
+        pairs_from_rows(fp, mq_o, frames, frames, ch);
+        for (co = 0; co < ch; co++) {
+            int32_t b0 = op->ints2 ? op->ints2[co] : 0;
+            for (rr = 0; rr < frames; rr++)
+                fa[rr] = b0;
+            pair_dot(fa, fp, frames, &op->pairs[2], co);
+            requant_run(fa, frames, shift2, lo2, hi2);
+            for (rr = 0; rr < frames; rr++)
+                b_o[rr * ch + co] = fa[rr];
         }
+        for (c = 0; c < ch + (ch & 1); c++)
+            for (rr = 0; rr < frames; rr++)
+                fp[((c >> 1) * frames + rr) * 2 + (c & 1)] =
+                    c < ch ? (int16_t)op->codes2[(uint32_t)b_o[rr * ch + c] & 0xFFu] : 0;
+        for (co = 0; co < cout; co++) {
+            int32_t b0 = op->ints3 ? op->ints3[co] : 0;
+            for (rr = 0; rr < frames; rr++)
+                fa[rr] = b0;
+            pair_dot(fa, fp, frames, &op->pairs[3], co);
+            for (rr = 0; rr < frames; rr++)
+                part[rr * cout + co] = fa[rr];
+        }
+    }
 #else
-        for (rr = 0; rr < frames; rr++) {
-            const int32_t *xr = mq_o + rr * ch;
+    for (rr = 0; rr < frames; rr++) {
+        const int32_t *xr = mq_o + rr * ch;
+        for (co = 0; co < ch; co++)
+            wide[co] = op->ints2 ? op->ints2[co] : 0;
+        for (c = 0; c < ch; c++) {
+            int32_t xv = xr[c];
+            const int8_t *wr = op->weights2 + c * ch;
+            if (xv == 0)
+                continue;
             for (co = 0; co < ch; co++)
-                wide[co] = op->ints2 ? op->ints2[co] : 0;
-            for (c = 0; c < ch; c++) {
-                int32_t xv = xr[c];
-                const int8_t *wr = op->weights2 + c * ch;
-                if (xv == 0)
-                    continue;
-                for (co = 0; co < ch; co++)
-                    wide[co] += xv * wr[co];
-            }
-            requant_run(wide, ch, shift2, lo2, hi2);
-            for (co = 0; co < ch; co++)
-                b_o[rr * ch + co] = wide[co];
-            for (co = 0; co < cout; co++)
-                wide[co] = op->ints3 ? op->ints3[co] : 0;
-            for (c = 0; c < ch; c++) {
-                int32_t q = op->codes2[(uint32_t)b_o[rr * ch + c] & 0xFFu];
-                const int8_t *wr = op->weights3 + (ch + c) * cout;
-                if (q == 0)
-                    continue;
-                for (co = 0; co < cout; co++)
-                    wide[co] += q * wr[co];
-            }
-            for (co = 0; co < cout; co++)
-                part[rr * cout + co] = wide[co];
+                wide[co] += xv * wr[co];
         }
+        requant_run(wide, ch, shift2, lo2, hi2);
+        for (co = 0; co < ch; co++)
+            b_o[rr * ch + co] = wide[co];
+        for (co = 0; co < cout; co++)
+            wide[co] = op->ints3 ? op->ints3[co] : 0;
+        for (c = 0; c < ch; c++) {
+            int32_t q = op->codes2[(uint32_t)b_o[rr * ch + c] & 0xFFu];
+            const int8_t *wr = op->weights3 + (ch + c) * cout;
+            if (q == 0)
+                continue;
+            for (co = 0; co < cout; co++)
+                wide[co] += q * wr[co];
+        }
+        for (co = 0; co < cout; co++)
+            part[rr * cout + co] = wide[co];
+    }
 #endif
-        for (t = 0; t < tiles; t++) { /* pass B */
-            int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
-            const unsigned char *at = a + t * ch * TILE;
-            int64_t frame[TILE];
+    for (t = 0; t < tiles; t++) { /* pass B */
+        int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
+        const unsigned char *at = a + t * ch * TILE;
+        int64_t frame[TILE];
 #ifdef LMN_PAIRS
-            for (c = 0; c < ch; c += 2) {
-                int16_t *xp = xt + c * TILE;
-                const unsigned char *a0 = at + c * TILE, *a1 = a0 + TILE;
+        for (c = 0; c < ch; c += 2) {
+            int16_t *xp = xt + c * TILE;
+            const unsigned char *a0 = at + c * TILE, *a1 = a0 + TILE;
 #ifdef __AVX2__
-                if (c + 1 < ch) { /* eight rows at a time: two gathers, the pair as one int32 (low half first) */
-                    const __m256i low = _mm256_set1_epi32(0xFFFF);
-                    for (r = 0; r < TILE; r += 8) {
-                        __m256i i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(a0 + r)));
-                        __m256i i1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(a1 + r)));
-                        __m256i v0 = _mm256_i32gather_epi32((const int *)op->codes1, i0, 4);
-                        __m256i v1 = _mm256_i32gather_epi32((const int *)op->codes1, i1, 4);
-                        _mm256_storeu_si256((__m256i *)(xp + 2 * r),
-                                            _mm256_or_si256(_mm256_and_si256(v0, low), _mm256_slli_epi32(v1, 16)));
-                    }
-                    continue;
+            if (c + 1 < ch) { /* eight rows at a time: two gathers, the pair as one int32 (low half first) */
+                const __m256i low = _mm256_set1_epi32(0xFFFF);
+                for (r = 0; r < TILE; r += 8) {
+                    __m256i i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(a0 + r)));
+                    __m256i i1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(a1 + r)));
+                    __m256i v0 = _mm256_i32gather_epi32((const int *)op->codes1, i0, 4);
+                    __m256i v1 = _mm256_i32gather_epi32((const int *)op->codes1, i1, 4);
+                    _mm256_storeu_si256((__m256i *)(xp + 2 * r),
+                                        _mm256_or_si256(_mm256_and_si256(v0, low), _mm256_slli_epi32(v1, 16)));
                 }
-#endif
-                if (c + 1 < ch)
-                    for (r = 0; r < TILE; r++) {
-                        xp[2 * r] = (int16_t)op->codes1[a0[r]];
-                        xp[2 * r + 1] = (int16_t)op->codes1[a1[r]];
-                    }
-                else
-                    for (r = 0; r < TILE; r++) {
-                        xp[2 * r] = (int16_t)op->codes1[a0[r]];
-                        xp[2 * r + 1] = 0;
-                    }
+                continue;
             }
-#else
-            for (c = 0; c < ch * TILE; c++)
-                xt[c] = (int16_t)op->codes1[at[c]];
 #endif
-            for (r = 0; r < TILE; r++)
-                frame[r] = ((r0 + r) % frames) * cout;
-            for (co = 0; co < cout; co += 4) { /* four output channels, then their rows out together */
-                int64_t nc = cout - co < 4 ? cout - co : 4, q;
-                for (q = 0; q < nc; q++) {
-                    int32_t *aq = acc + q * TILE;
+            if (c + 1 < ch)
+                for (r = 0; r < TILE; r++) {
+                    xp[2 * r] = (int16_t)op->codes1[a0[r]];
+                    xp[2 * r + 1] = (int16_t)op->codes1[a1[r]];
+                }
+            else
+                for (r = 0; r < TILE; r++) {
+                    xp[2 * r] = (int16_t)op->codes1[a0[r]];
+                    xp[2 * r + 1] = 0;
+                }
+        }
+#else
+        for (c = 0; c < ch * TILE; c++)
+            xt[c] = (int16_t)op->codes1[at[c]];
+#endif
+        for (r = 0; r < TILE; r++)
+            frame[r] = ((r0 + r) % frames) * cout;
+        for (co = 0; co < cout; co += 4) { /* four output channels, then their rows out together */
+            int64_t nc = cout - co < 4 ? cout - co : 4, q;
+            for (q = 0; q < nc; q++) {
+                int32_t *aq = acc + q * TILE;
 #ifdef LMN_PAIRS
+                for (r = 0; r < TILE; r++)
+                    aq[r] = part[frame[r] + co + q];
+                pair_dot(aq, xt, TILE, &op->pairs[1], co + q);
+#else
+                if (op->narrow & 2) { /* the first half of L3 alone below 2^15; then the per-frame part */
+                    for (r = 0; r < TILE; r++)
+                        acc16[r] = 0;
+                    tile_dot16(acc16, xt, ch, op->weights3 + co + q, cout);
+                    for (r = 0; r < TILE; r++)
+                        aq[r] = part[frame[r] + co + q] + acc16[r];
+                } else {
                     for (r = 0; r < TILE; r++)
                         aq[r] = part[frame[r] + co + q];
-                    pair_dot(aq, xt, TILE, &op->pairs[1], co + q);
-#else
-                    if (op->narrow & 2) { /* the first half of L3 alone below 2^15; then the per-frame part */
-                        for (r = 0; r < TILE; r++)
-                            acc16[r] = 0;
-                        tile_dot16(acc16, xt, ch, op->weights3 + co + q, cout);
-                        for (r = 0; r < TILE; r++)
-                            aq[r] = part[frame[r] + co + q] + acc16[r];
-                    } else {
-                        for (r = 0; r < TILE; r++)
-                            aq[r] = part[frame[r] + co + q];
-                        tile_dot(aq, xt, ch, op->weights3 + co + q, cout);
-                    }
-#endif
-                    if (has_out3)
-                        requant_run(aq, TILE, shift3, lo3, hi3);
+                    tile_dot(aq, xt, ch, op->weights3 + co + q, cout);
                 }
-                rows_from_channels(y_o + r0 * cout + co, cout, acc, TILE, nr, nc);
+#endif
+                if (has_out3)
+                    requant_run(aq, TILE, shift3, lo3, hi3);
             }
+            rows_from_channels(y_o + r0 * cout + co, cout, acc, TILE, nr, nc);
         }
     }
 }
@@ -1473,7 +1491,7 @@ static inline void for_each_block(lmn_model *m, const lmn_op *op, int64_t outer,
 
 static void tac(lmn_model *m, const lmn_op *op)
 {
-    for_each_block(m, op, op->f[4], op->f[6], tac_one);
+    for_each_block(m, op, op->f[2], op->f[4], tac_one);
 }
 
 #ifndef LMN_PAIRS
@@ -1540,133 +1558,131 @@ static inline void gcblock_one(lmn_model *m, const lmn_op *op, int64_t o, const 
     int64_t cin = f[4], ch = f[5], cout = f[6], taps = f[21], dil = f[22];
     int64_t padl = f[23], n = frames * ch;
     int has_out = (int)f[40];
-    {
-        int thread = 0;
-        int32_t *h, *g, *xt, *acc, *yo = y + o * frames * cout;
-        int16_t *x16, *a16;
-        const int32_t *xo = x + o * frames * cin;
-        int64_t t, c, co, j;
-        lmn_stats st;
-        lmn_norm nm;
+    int thread = 0;
+    int32_t *h, *g, *xt, *acc, *yo = y + o * frames * cout;
+    int16_t *x16, *a16;
+    const int32_t *xo = x + o * frames * cin;
+    int64_t t, c, co, j;
+    lmn_stats st;
+    lmn_norm nm;
 #ifndef LMN_PAIRS
-        int64_t i, ci;
+    int64_t i, ci;
 #endif
 #ifdef _OPENMP
-        thread = omp_get_thread_num();
+    thread = omp_get_thread_num();
 #endif
-        h = (int32_t *)(m->work + (size_t)thread * m->work_per_thread);
-        g = h + n;
-        xt = g + n;
-        acc = xt + cin * frames;
-        x16 = (int16_t *)(acc + 4 * frames); /* int16 copies for the narrow layers: the input or g, and a row */
-        a16 = x16 + (cin > ch ? cin : ch) * frames;
+    h = (int32_t *)(m->work + (size_t)thread * m->work_per_thread);
+    g = h + n;
+    xt = g + n;
+    acc = xt + cin * frames;
+    x16 = (int16_t *)(acc + 4 * frames); /* int16 copies for the narrow layers: the input or g, and a row */
+    a16 = x16 + (cin > ch ? cin : ch) * frames;
 #ifdef LMN_PAIRS
-        /* the block's input in channel pairs (x16 and a16 together hold (max(C_in, Ch) + 1) x T int16); its
-         * codes are of <= 8 bits, as the loader's int32 bound of the layer assumes */
-        pairs_from_rows(x16, xo, frames, frames, cin);
-        for (co = 0; co < ch; co++) { /* expand */
-            int32_t *hc = h + co * frames, b0 = op->ints0 ? op->ints0[co] : 0;
-            for (t = 0; t < frames; t++)
-                hc[t] = b0;
-            pair_dot(hc, x16, frames, &op->pairs[0], co);
-        }
-        (void)xt;
-        (void)a16;
+    /* the block's input in channel pairs (x16 and a16 together hold (max(C_in, Ch) + 1) x T int16); its
+     * codes are of <= 8 bits, as the loader's int32 bound of the layer assumes */
+    pairs_from_rows(x16, xo, frames, frames, cin);
+    for (co = 0; co < ch; co++) { /* expand */
+        int32_t *hc = h + co * frames, b0 = op->ints0 ? op->ints0[co] : 0;
+        for (t = 0; t < frames; t++)
+            hc[t] = b0;
+        pair_dot(hc, x16, frames, &op->pairs[0], co);
+    }
+    (void)xt;
+    (void)a16;
 #else
-        for (ci = 0; ci < cin; ci++) /* the block's input, channel-major */
+    for (ci = 0; ci < cin; ci++) /* the block's input, channel-major */
+        for (t = 0; t < frames; t++)
+            xt[ci * frames + t] = xo[t * cin + ci];
+    if (op->narrow & 1) /* expand's bound below 2^15 (checked at load): int16 lanes */
+        for (i = 0; i < cin * frames; i++)
+            x16[i] = (int16_t)xt[i];
+    for (co = 0; co < ch; co++) { /* expand */
+        int32_t *hc = h + co * frames, b0 = op->ints0 ? op->ints0[co] : 0;
+        if (op->narrow & 1) {
             for (t = 0; t < frames; t++)
-                xt[ci * frames + t] = xo[t * cin + ci];
-        if (op->narrow & 1) /* expand's bound below 2^15 (checked at load): int16 lanes */
-            for (i = 0; i < cin * frames; i++)
-                x16[i] = (int16_t)xt[i];
-        for (co = 0; co < ch; co++) { /* expand */
-            int32_t *hc = h + co * frames, b0 = op->ints0 ? op->ints0[co] : 0;
-            if (op->narrow & 1) {
-                for (t = 0; t < frames; t++)
-                    a16[t] = (int16_t)b0;
-                rows_dot16(a16, x16, frames, cin, frames, op->weights + co, ch);
-                for (t = 0; t < frames; t++)
-                    hc[t] = a16[t];
-            } else {
-                for (t = 0; t < frames; t++)
-                    hc[t] = b0;
-                rows_dot(hc, xt, frames, cin, frames, op->weights + co, ch);
-            }
-        }
-#endif
-        requant_table_stats(h, n, (int)f[8], (int32_t)f[9], (int32_t)f[10], op->codes1, &st);
-        norm_prepare(h, n, &st, (int)f[16], (int)f[17], &nm);
-        norm_apply_requant(h, g, ch, frames, &nm, op->norm[0], op->norm[1], (int)f[18], (int32_t)f[19], (int32_t)f[20]);
-        for (c = 0; c < ch; c++) { /* depthwise conv over the frames, zero-padded */
-            int32_t *hc = h + c * frames, b0 = op->ints2 ? op->ints2[c] : 0;
-            const int32_t *gc = g + c * frames;
+                a16[t] = (int16_t)b0;
+            rows_dot16(a16, x16, frames, cin, frames, op->weights + co, ch);
+            for (t = 0; t < frames; t++)
+                hc[t] = a16[t];
+        } else {
             for (t = 0; t < frames; t++)
                 hc[t] = b0;
-            if (frames + dil * (taps - 1) <= DEPTHWISE_PADDED_MAX) {
-                /* the codec's short blocks: through a zero-padded copy every tap is one full-length loop,
-                 * which vectorises, where the clipped bounds below leave short scalar runs */
-                int32_t padded[DEPTHWISE_PADDED_MAX];
-                int64_t span = frames + dil * (taps - 1);
-                for (t = 0; t < padl; t++)
-                    padded[t] = 0;
-                memcpy(padded + padl, gc, (size_t)frames * sizeof *gc);
-                for (t = padl + frames; t < span; t++)
-                    padded[t] = 0;
-                for (j = 0; j < taps; j++) {
-                    const int32_t *gp = padded + j * dil;
-                    int32_t w = op->weights2[j * ch + c];
-                    if (w == 0)
-                        continue;
-                    for (t = 0; t < frames; t++)
-                        hc[t] += w * gp[t];
-                }
-                continue;
-            }
+            rows_dot(hc, xt, frames, cin, frames, op->weights + co, ch);
+        }
+    }
+#endif
+    requant_table_stats(h, n, (int)f[8], (int32_t)f[9], (int32_t)f[10], op->codes1, &st);
+    norm_prepare(h, n, &st, (int)f[16], (int)f[17], &nm);
+    norm_apply_requant(h, g, ch, frames, &nm, op->norm[0], op->norm[1], (int)f[18], (int32_t)f[19], (int32_t)f[20]);
+    for (c = 0; c < ch; c++) { /* depthwise conv over the frames, zero-padded */
+        int32_t *hc = h + c * frames, b0 = op->ints2 ? op->ints2[c] : 0;
+        const int32_t *gc = g + c * frames;
+        for (t = 0; t < frames; t++)
+            hc[t] = b0;
+        if (frames + dil * (taps - 1) <= DEPTHWISE_PADDED_MAX) {
+            /* the codec's short blocks: through a zero-padded copy every tap is one full-length loop,
+             * which vectorises, where the clipped bounds below leave short scalar runs */
+            int32_t padded[DEPTHWISE_PADDED_MAX];
+            int64_t span = frames + dil * (taps - 1);
+            for (t = 0; t < padl; t++)
+                padded[t] = 0;
+            memcpy(padded + padl, gc, (size_t)frames * sizeof *gc);
+            for (t = padl + frames; t < span; t++)
+                padded[t] = 0;
             for (j = 0; j < taps; j++) {
-                int64_t off = j * dil - padl, first = off < 0 ? -off : 0, last = off > 0 ? frames - 1 - off : frames - 1;
+                const int32_t *gp = padded + j * dil;
                 int32_t w = op->weights2[j * ch + c];
                 if (w == 0)
                     continue;
-                for (t = first; t <= last; t++)
-                    hc[t] += w * gc[t + off];
+                for (t = 0; t < frames; t++)
+                    hc[t] += w * gp[t];
             }
+            continue;
         }
-        requant_table_stats(h, n, (int)f[26], (int32_t)f[27], (int32_t)f[28], op->codes2, &st);
-        norm_prepare(h, n, &st, (int)f[34], (int)f[35], &nm);
-        norm_apply_requant(h, g, ch, frames, &nm, op->norm[2], op->norm[3], (int)f[36], (int32_t)f[37], (int32_t)f[38]);
+        for (j = 0; j < taps; j++) {
+            int64_t off = j * dil - padl, first = off < 0 ? -off : 0, last = off > 0 ? frames - 1 - off : frames - 1;
+            int32_t w = op->weights2[j * ch + c];
+            if (w == 0)
+                continue;
+            for (t = first; t <= last; t++)
+                hc[t] += w * gc[t + off];
+        }
+    }
+    requant_table_stats(h, n, (int)f[26], (int32_t)f[27], (int32_t)f[28], op->codes2, &st);
+    norm_prepare(h, n, &st, (int)f[34], (int)f[35], &nm);
+    norm_apply_requant(h, g, ch, frames, &nm, op->norm[2], op->norm[3], (int)f[36], (int32_t)f[37], (int32_t)f[38]);
 #ifdef LMN_PAIRS
-        pairs_from_channels(x16, g, frames, ch);
+    pairs_from_channels(x16, g, frames, ch);
 #else
-        if (op->narrow & 2)
-            for (i = 0; i < n; i++)
-                x16[i] = (int16_t)g[i];
+    if (op->narrow & 2)
+        for (i = 0; i < n; i++)
+            x16[i] = (int16_t)g[i];
 #endif
-        for (co = 0; co < cout; co += 4) { /* project, four channels at a time, back to frames x channels */
-            int64_t nc = cout - co < 4 ? cout - co : 4, q;
-            for (q = 0; q < nc; q++) {
-                int32_t *aq = acc + q * frames, b0 = op->ints3 ? op->ints3[co + q] : 0;
+    for (co = 0; co < cout; co += 4) { /* project, four channels at a time, back to frames x channels */
+        int64_t nc = cout - co < 4 ? cout - co : 4, q;
+        for (q = 0; q < nc; q++) {
+            int32_t *aq = acc + q * frames, b0 = op->ints3 ? op->ints3[co + q] : 0;
 #ifdef LMN_PAIRS
+            for (t = 0; t < frames; t++)
+                aq[t] = b0;
+            pair_dot(aq, x16, frames, &op->pairs[1], co + q);
+#else
+            if (op->narrow & 2) {
+                for (t = 0; t < frames; t++)
+                    a16[t] = (int16_t)b0;
+                rows_dot16(a16, x16, frames, ch, frames, op->weights3 + co + q, cout);
+                for (t = 0; t < frames; t++)
+                    aq[t] = a16[t];
+            } else {
                 for (t = 0; t < frames; t++)
                     aq[t] = b0;
-                pair_dot(aq, x16, frames, &op->pairs[1], co + q);
-#else
-                if (op->narrow & 2) {
-                    for (t = 0; t < frames; t++)
-                        a16[t] = (int16_t)b0;
-                    rows_dot16(a16, x16, frames, ch, frames, op->weights3 + co + q, cout);
-                    for (t = 0; t < frames; t++)
-                        aq[t] = a16[t];
-                } else {
-                    for (t = 0; t < frames; t++)
-                        aq[t] = b0;
-                    rows_dot(aq, g, frames, ch, frames, op->weights3 + co + q, cout);
-                }
-#endif
-                if (has_out)
-                    requant_run(aq, frames, (int)f[41], (int32_t)f[42], (int32_t)f[43]);
+                rows_dot(aq, g, frames, ch, frames, op->weights3 + co + q, cout);
             }
-            rows_from_channels(yo + co, cout, acc, frames, frames, nc);
+#endif
+            if (has_out)
+                requant_run(aq, frames, (int)f[41], (int32_t)f[42], (int32_t)f[43]);
         }
+        rows_from_channels(yo + co, cout, acc, frames, frames, nc);
     }
 }
 

@@ -12,7 +12,7 @@
 extern "C" {
 #endif
 
-#define LMN_FORMAT_VERSION 2
+#define LMN_FORMAT_VERSION 3
 #define LMN_ERR_LEN 256
 #define LMN_MAX_STAGES 32
 

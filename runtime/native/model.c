@@ -561,74 +561,67 @@ static int read_op(checker *c, reader *r, lmn_op *op)
         lmn_quant_values(op->table, 256, f[5], f[6], f[7], op->codes1);
         return 1;
     }
-    case OP_TAC: { /* FORMAT.md: 30 fields (+3 if L3 requantizes), then the three layers' arrays */
-        int64_t outer, groups, frames, cin, ch, cout, rows, tiles;
-        static const int64_t lo_f[30] = {0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, -62, -65536, -65536, -126, 0, -126,
+    case OP_TAC: { /* FORMAT.md: 28 fields (+3 if L3 requantizes), then the three layers' arrays */
+        int64_t outer, groups, frames, cin, ch, cout, rows;
+        static const int64_t lo_f[28] = {0, 0, 1, 1, 1, 1, 1, 1, 0, -62, -65536, -65536, -126, 0, -126,
                                          -65536, -65536, 0, -62, -65536, -65536, -126, 0, -126, -65536, -65536, 0, 0};
-        static const int64_t hi_f[30] = {0, 0, 0, 0, 0, 0, 0, LMN_TILE_CHANNELS, LMN_TILE_CHANNELS, LMN_TILE_CHANNELS,
+        static const int64_t hi_f[28] = {0, 0, 0, 0, 0, LMN_TILE_CHANNELS, LMN_TILE_CHANNELS, LMN_TILE_CHANNELS,
                                          1, 62, 65536, 65536, 126, 1, 126, 65536, 65536, 1, 62, 65536, 65536, 126,
                                          1, 126, 65536, 65536, 1, 1};
-        for (i = 0; i < 30; i++)
+        for (i = 0; i < 28; i++)
             f[i] = read_in(r, lo_f[i], hi_f[i] ? hi_f[i] : BIG);
-        if (f[29]) {
-            f[30] = read_in(r, -62, 62);
-            f[31] = read_in(r, -65536, 65536);
-            f[32] = read_in(r, -65536, 65536);
+        if (f[27]) {
+            f[28] = read_in(r, -62, 62);
+            f[29] = read_in(r, -65536, 65536);
+            f[30] = read_in(r, -65536, 65536);
         }
         if (r->failed)
             return fail_record(c, "truncated fields");
-        op->n_fields = f[29] ? 33 : 30;
-        outer = f[4], groups = f[5], frames = f[6], cin = f[7], ch = f[8], cout = f[9];
+        op->n_fields = f[27] ? 31 : 28;
+        outer = f[2], groups = f[3], frames = f[4], cin = f[5], ch = f[6], cout = f[7];
         if (groups > BIG / frames || outer > BIG / (groups * frames) ||
             outer * groups * frames > BIG / (cin > cout ? cin : cout) || outer * frames > BIG / ch)
             return fail_record(c, "bad TAC geometry");
         rows = groups * frames;
-        if (!byte_codes(f[12], f[13], f[15]) || !byte_codes(f[21], f[22], f[24]) || f[17] > f[18] ||
-            f[17] < -128 || f[18] > 255 || f[26] > f[27] || f[26] < -32768 || f[27] > 32767 ||
-            (f[29] && f[31] > f[32]))
+        if (!byte_codes(f[10], f[11], f[13]) || !byte_codes(f[19], f[20], f[22]) || f[15] > f[16] ||
+            f[15] < -128 || f[16] > 255 || f[24] > f[25] || f[24] < -32768 || f[25] > 32767 ||
+            (f[27] && f[29] > f[30]))
             return fail_record(c, "bad TAC code ranges");
         if (!value_ok(c, f[0], KIND_INT, outer * rows * cout, "output") ||
-            !value_ok(c, f[1], KIND_INT, outer * rows * cin, "input") ||
-            !value_ok(c, f[2], KIND_INT, outer * frames * ch, "mean") ||
-            !value_ok(c, f[3], KIND_INT, outer * frames * ch, "average"))
+            !value_ok(c, f[1], KIND_INT, outer * rows * cin, "input"))
             return 0;
         op->weights = read_weights(r, cin * ch);
-        op->ints0 = op->weights && f[10] ? read_ints(r, ch) : NULL;
-        op->floats0 = op->weights && (op->ints0 || !f[10]) ? read_floats(r, 1) : NULL;
+        op->ints0 = op->weights && f[8] ? read_ints(r, ch) : NULL;
+        op->floats0 = op->weights && (op->ints0 || !f[8]) ? read_floats(r, 1) : NULL;
         op->weights2 = op->floats0 ? read_weights(r, ch * ch) : NULL;
-        op->ints2 = op->weights2 && f[19] ? read_ints(r, ch) : NULL;
-        op->floats1 = op->weights2 && (op->ints2 || !f[19]) ? read_floats(r, 1) : NULL;
+        op->ints2 = op->weights2 && f[17] ? read_ints(r, ch) : NULL;
+        op->floats1 = op->weights2 && (op->ints2 || !f[17]) ? read_floats(r, 1) : NULL;
         op->weights3 = op->floats1 ? read_weights(r, 2 * ch * cout) : NULL;
-        op->ints3 = op->weights3 && f[28] ? read_ints(r, cout) : NULL;
-        if (op->weights3 == NULL || (f[28] && op->ints3 == NULL) || !isfinite(op->floats0[0]) ||
+        op->ints3 = op->weights3 && f[26] ? read_ints(r, cout) : NULL;
+        if (op->weights3 == NULL || (f[26] && op->ints3 == NULL) || !isfinite(op->floats0[0]) ||
             !isfinite(op->floats1[0]))
             return fail_record(c, "bad TAC arrays");
         /* the mean's and the concatenation's codes are 8-bit, as the layers' bounds assume */
         if (layer_bound(op->weights, op->ints0, cin, ch) >= ((int64_t)1 << 31) ||
             layer_bound(op->weights2, op->ints2, ch, ch) >= ((int64_t)1 << 31) ||
             layer_bound(op->weights3, op->ints3, 2 * ch, cout) >= ((int64_t)1 << 31) ||
-            f[26] < -128 || f[27] > 255)
+            f[24] < -128 || f[25] > 255)
             return fail_record(c, "TAC accumulator bound beyond int32");
         /* int16 accumulation where it cannot overflow: L1 (codes of 8 bits: 256 x column sum + |bias|), and
          * the first half of L3 alone (no bias; its second half and bias are added in int32) */
         op->narrow = (layer_bound(op->weights, op->ints0, cin, ch) < 32768 ? 1 : 0) |
                      (layer_bound(op->weights3, NULL, ch, cout) < 32768 ? 2 : 0);
-        lmn_prelu_values(f[14], (int)f[15], op->floats0[0], op->table);
-        lmn_prelu_values(f[23], (int)f[24], op->floats1[0], op->table2);
-        lmn_quant_values(op->table, 256, f[25], f[26], f[27], op->codes1);
-        lmn_quant_values(op->table2, 256, f[25], f[26], f[27], op->codes2);
+        lmn_prelu_values(f[12], (int)f[13], op->floats0[0], op->table);
+        lmn_prelu_values(f[21], (int)f[22], op->floats1[0], op->table2);
+        lmn_quant_values(op->table, 256, f[23], f[24], f[25], op->codes1);
+        lmn_quant_values(op->table2, 256, f[23], f[24], f[25], op->codes2);
 #ifdef LMN_PAIRS
         if (lmn_build_pairs(&op->pairs[0], op->weights, cin, ch) || lmn_build_pairs(&op->pairs[1], op->weights3, ch, cout) ||
             lmn_build_pairs(&op->pairs[2], op->weights2, ch, ch) ||
             lmn_build_pairs(&op->pairs[3], op->weights3 + ch * cout, ch, cout))
             return fail_record(c, "out of memory");
 #endif
-        tiles = (rows + LMN_TILE - 1) / LMN_TILE;
-        op->work_bytes = ((size_t)(tiles * ch * LMN_TILE) + 63) / 64 * 64 +
-                         ((size_t)(2 * frames * ch) * sizeof(float) + 63) / 64 * 64 + (size_t)(frames * cout) * 4;
-#ifdef LMN_PAIRS /* the per-frame layers' codes in channel pairs, and one channel's sums over the frames */
-        op->work_bytes = (op->work_bytes + 63) / 64 * 64 + (size_t)((ch + 1) * frames) * 2 + (size_t)frames * 4;
-#endif
+        op->work_bytes = lmn_tac_layout(rows, frames, ch, cout).bytes;
         return 1;
     }
     case OP_GCBLOCK: { /* FORMAT.md: 41 fields (+3 if the projection requantizes), then the arrays */
@@ -753,8 +746,8 @@ int lmn_load(const unsigned char *data, size_t size, lmn_model **model, char *er
     version = u32_at(data + 8);
     total = u32_at(data + 12);
     crc = u32_at(data + 16);
-    if (version < 1 || version > LMN_FORMAT_VERSION) {
-        lmn_error(err, err_len, "packed model: format version %u; this engine reads versions 1 to %d (re-pack the "
+    if (version != LMN_FORMAT_VERSION) {
+        lmn_error(err, err_len, "packed model: format version %u; this engine reads version %d (re-pack the "
                   "model with the matching limuse_export)", version, LMN_FORMAT_VERSION);
         return 1;
     }

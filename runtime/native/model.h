@@ -100,6 +100,12 @@ struct lmn_model {
 
 void lmn_error(char *err, size_t err_len, const char *fmt, ...);
 int lmn_execute(lmn_model *m, const lmn_op *op);
+
+/* A TAC kernel's per-thread work area for one block of rows (groups x frames): byte offsets and the size. */
+typedef struct {
+    size_t msum, part, mean_codes, b_codes, pairs, sums, bytes;
+} lmn_tac_work;
+lmn_tac_work lmn_tac_layout(int64_t rows, int64_t frames, int64_t ch, int64_t cout);
 uint32_t lmn_crc32(const unsigned char *data, size_t size);
 /* The PReLU of each 8-bit code (two's complement if is_signed) at scale 2^e: v < 0 ? v * slope : v. */
 void lmn_prelu_values(int64_t e, int is_signed, float slope, float table[256]);

@@ -24,11 +24,12 @@ RUNNER = "limuse_native_run.c"
 @pytest.mark.parametrize("fusion", [False, True], ids=["one-kernel-per-op", "fused"])
 def test_every_tensor_equals_the_golden_engine(tiny_inorm_qonnx, native_library, tmp_path, fusion):
     """Unfused: every intermediate tensor of the golden engine; fused (the shipped file): every tensor the
-    fused kernels leave (their outputs, and the unfused kernels' between them)."""
+    fused kernels leave (their outputs, and the unfused kernels' between them; a TAC's mean and L2 codes
+    live in its scratch)."""
     from limuse_export.pack_check import compare_with_golden
     qonnx, inputs, _ = tiny_inorm_qonnx
     stats = compare_with_golden(qonnx, inputs, tmp_path / "check.packed.bin", fusion=fusion)
-    assert stats["int_tensors"] > (300 if not fusion else 150) and stats["int_values"] > 10 ** 6
+    assert stats["int_tensors"] > (300 if not fusion else 120) and stats["int_values"] > 10 ** 6
     assert bool(stats["fused"]) == fusion and (not fusion or stats["fused"]["tac"] > 0)
     assert stats["int_mismatches"] == 0, stats["mismatched"]
     assert stats["float_tensors"] > (100 if not fusion else 30) and stats["float_mismatched"] == []

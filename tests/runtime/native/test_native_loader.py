@@ -56,7 +56,7 @@ def _with_byte(data: bytearray, at: int, value: int) -> bytearray:
 @pytest.mark.parametrize("damage, message", [
     (lambda d: d[: len(d) // 2], "truncated"),
     (lambda d: d[:300] + bytes([d[300] ^ 0x40]) + d[301:], "checksum"),
-    (lambda d: d[:8] + struct.pack("<I", 3) + d[12:], "format version 3"),
+    (lambda d: d[:8] + struct.pack("<I", 2) + d[12:], "format version 2; this engine reads version 3"),
     (lambda d: b"NOTPACKD" + d[8:], "bad magic"),
     (lambda d: _reseal(bytearray(d[:-7])), "out of bounds"),
     (lambda d: _reseal(_with_byte(bytearray(d), _first_opcode(d), 0x7F)), "kernel table is inconsistent"),
