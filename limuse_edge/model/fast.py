@@ -181,24 +181,83 @@ def group_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, channe
                         bias.reshape(shape[1:]).expand(normalised), eps)
 
 
+def _fake_quant_values(x, scale, low, high):
+    return torch.clamp(torch.round(x / scale), low, high) * scale
+
+
+def _fake_quant_grads(grad, x, scale, low, high):
+    """(grad_x, grad_scale): straight through the rounding, zero where the code was clamped; the scale's
+    sum(g * (q - x / s)) over unclamped codes plus sum(g * q) over clamped ones."""
+    ratio = x / scale
+    codes = torch.round(ratio)
+    grad_x = torch.where((codes >= low) & (codes <= high), grad, torch.zeros_like(grad))
+    grad_scale = (grad * torch.clamp(codes, low, high)).sum() - (grad_x * ratio).sum()
+    return grad_x, grad_scale
+
+
+_COMPILED = {}  # (function, key) -> its inductor kernel, or None where compiling failed
+_COMPILE = True  # tests switch it off to compare the compiled kernels with the eager ones
+
+
+def compiled(function, key, *probe):
+    """`function` compiled by inductor for CPU tensors (dynamic shapes: one kernel for every length), tried
+    once per `key` on `probe`; None where it cannot be (no working C++ compiler: the caller's eager form
+    then runs, after one warning). Callers pass flat, detached tensors: dynamo guards on a view's base and
+    on requires_grad, so a handful of variants get compiled anyway (about 0.1 s each after the first)."""
+    if not _COMPILE:
+        return None
+    if (function, key) not in _COMPILED:
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        try:
+            kernel = torch.compile(function, dynamic=True)
+            kernel(*probe)
+        except Exception as exc:  # inductor needs a C++ compiler; the eager kernels are right without one
+            import warnings
+            warnings.warn(f"fast path: torch.compile of {function.__name__} failed ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}); using the eager kernels")
+            kernel = None
+        _COMPILED[(function, key)] = kernel
+    return _COMPILED[(function, key)]
+
+
+def _fake_quant_kernels(x: torch.Tensor):
+    """(values, grads) compiled for x's dtype (bounds as tensors, so one kernel serves every bit width), or
+    None: not on the CPU, or nothing compiles."""
+    if x.device.type != "cpu":
+        return None
+    probe, one = torch.zeros(16, dtype=x.dtype), torch.ones(1, dtype=x.dtype)
+    bounds = _bounds(-1.0, 1.0, x.dtype)
+    values = compiled(_fake_quant_values, x.dtype, probe, one, *bounds)
+    grads = compiled(_fake_quant_grads, x.dtype, probe, probe, one, *bounds)
+    return None if values is None or grads is None else (values, grads)
+
+
 class _FakeQuant(torch.autograd.Function):
     """Brevitas's integer fake quantization with one scale and zero point 0, clamp(round(x / s), lo, hi) * s,
-    with its gradients: straight through the rounding, zero where the code was clamped, and the scale's
-    sum(g * (q - x / s)) over unclamped codes plus sum(g * q) over clamped ones. Brevitas builds it from
-    where-based clamps and broadcast divisions, some twenty passes over the tensor; this is four forward
-    and six backward, none with a boolean tensor."""
+    with its gradients (_fake_quant_grads). Brevitas builds it from where-based clamps and broadcast
+    divisions, some twenty passes over the tensor. Compiled (inductor), forward and backward are one fused
+    pass each, 3-4x faster than the eager form below (four forward and six backward passes, none with a
+    boolean tensor), which runs where nothing can be compiled. Same values; the scale's gradient sums in
+    another order (float rounding)."""
 
     @staticmethod
     def forward(ctx, x, scale, low, high):
-        y = (x / scale).round_().clamp_(low, high).mul_(scale)
+        kernels = _fake_quant_kernels(x)
         ctx.save_for_backward(x, scale)
         ctx.bounds = low, high
-        return y
+        ctx.kernels = kernels
+        if kernels is not None:  # on flat views: one kernel for every rank and shape
+            return kernels[0](x.detach().reshape(-1), scale.detach(), *_bounds(low, high, x.dtype)).view(x.shape)
+        return (x / scale).round_().clamp_(low, high).mul_(scale)
 
     @staticmethod
     def backward(ctx, grad):
         x, scale = ctx.saved_tensors
         low, high = ctx.bounds
+        if ctx.kernels is not None:
+            grad_x, grad_scale = ctx.kernels[1](grad.detach().reshape(-1), x.detach().reshape(-1), scale.detach(),
+                                                *_bounds(low, high, x.dtype))
+            return grad_x.view(x.shape), grad_scale.reshape(scale.shape) if ctx.needs_input_grad[1] else None, None, None
         ratio = x / scale
         codes = ratio.round()
         # Codes are integers, so half-integer bounds make hardtanh's open interval the closed [low, high].
@@ -211,7 +270,16 @@ class _FakeQuant(torch.autograd.Function):
         return grad_x, grad_scale, None, None
 
 
+_BOUNDS = {}
+
+
+def _bounds(low: float, high: float, dtype: torch.dtype) -> tuple:
+    key = (low, high, dtype)
+    if key not in _BOUNDS:
+        _BOUNDS[key] = (torch.tensor(low, dtype=dtype), torch.tensor(high, dtype=dtype))
+    return _BOUNDS[key]
+
+
 def fake_quant(x: torch.Tensor, scale: torch.Tensor, low: float, high: float) -> torch.Tensor:
     """clamp(round(x / scale), low, high) * scale for a one-element scale, with Brevitas's gradients."""
     return _FakeQuant.apply(x, scale, low, high)
-

@@ -86,8 +86,39 @@ def _normalise(rows: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, mean_f
 def integer_norm_value(x: torch.Tensor, gamma_code: torch.Tensor, beta_code: torch.Tensor, input_scale: float,
                        gamma_exponent: int, channel_axis: int) -> torch.Tensor:
     """The IntegerNorm node: dequantized input x (codes * input_scale) -> float32 output."""
+    kernel = _compiled_rows(x) if fast.active() else None
+    if kernel is not None:
+        shape = [1] * x.dim()
+        shape[channel_axis] = -1
+        tiled = [c.long().reshape(shape[1:]).expand(x.shape[1:]).reshape(-1) for c in (gamma_code, beta_code)]
+        scale = torch.tensor(input_scale, dtype=x.dtype)
+        multiplier = torch.tensor(2.0 ** (gamma_exponent - NORM_FRAC_BITS), dtype=torch.float64)
+        return kernel(x.detach().reshape(x.shape[0], -1), scale, *tiled, multiplier).view(x.shape)
     acc = integer_norm(torch.round(x / input_scale), gamma_code, beta_code, channel_axis)
     return (acc.double() * 2.0 ** (gamma_exponent - NORM_FRAC_BITS)).float()
+
+
+def _integer_norm_rows(x, scale, gamma, beta, multiplier):
+    """integer_norm_value on rows (batch, N) with gamma and beta tiled over N, for inductor: one pass for the
+    sums, one for the rest. The normalising division is a double one rounded half to even, which is rdiv
+    exactly: |d << P| < 2^52 (8-bit codes), so a tie k + 1/2 is representable and any other quotient lies
+    at least 1 / (2 std) from one, beyond the division's rounding."""
+    rows = torch.round(x / scale).long()
+    n = rows.shape[1]
+    mean = rdiv(rows.sum(1, keepdim=True) << MEAN_FRAC_BITS, n)
+    d = (rows << MEAN_FRAC_BITS) - mean
+    std = isqrt(torch.div((d * d).sum(1, keepdim=True), n, rounding_mode="floor")).clamp_min(1)
+    normalised = torch.round((d << NORM_FRAC_BITS).double() / std.double()).long()
+    return ((normalised * gamma + beta).double() * multiplier).float()
+
+
+def _compiled_rows(x: torch.Tensor):
+    if x.device.type != "cpu":
+        return None
+    probe = torch.randn(2, 64, dtype=x.dtype)
+    tiled = torch.ones(64, dtype=torch.long)
+    return fast.compiled(_integer_norm_rows, x.dtype, probe, torch.tensor(0.05, dtype=x.dtype), tiled, tiled,
+                         torch.tensor(1.0, dtype=torch.float64))
 
 
 class _ForwardAs(torch.autograd.Function):

@@ -93,3 +93,39 @@ def test_fast_kernels_are_off_by_default_and_restored():
             assert not fast.active()
         assert fast.active()
     assert not fast.active()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_fake_quantization_equals_the_eager_kernel(dtype, monkeypatch):
+    from limuse_edge.model import fast
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(3, 50, 7, generator=g, dtype=dtype) * 3).transpose(1, 2)  # not contiguous
+    grad = torch.randn(3, 7, 50, generator=g, dtype=dtype)
+    assert fast._fake_quant_kernels(x) is not None, "inductor could not compile the fake quantization here"
+
+    def run(compile_kernels: bool):
+        monkeypatch.setattr(fast, "_COMPILE", compile_kernels)
+        xs, scale = x.clone().requires_grad_(True), torch.tensor([0.05], dtype=dtype, requires_grad=True)
+        y = fast.fake_quant(xs, scale, -4.0, 3.0)
+        y.backward(grad)
+        return y.detach(), xs.grad, scale.grad
+
+    compiled, eager = run(True), run(False)
+    assert torch.equal(compiled[0], eager[0]) and torch.equal(compiled[1], eager[1])
+    assert compiled[2].shape == eager[2].shape
+    assert float(compiled[2]) == pytest.approx(float(eager[2]), rel=1e-9 if dtype == torch.float64 else 1e-4)
+
+
+@pytest.mark.parametrize("shape, axis", [((2, 24, 190), 1), ((3, 300, 12), -1), ((1, 6, 5, 9), 1)])
+def test_compiled_integer_norm_equals_the_integer_reference(shape, axis):
+    from limuse_edge.model import fast
+    from limuse_edge.model.integer_norm import _compiled_rows, integer_norm_value
+    g = torch.Generator().manual_seed(2)
+    x = torch.randint(-128, 128, shape, generator=g).float() * 0.0625
+    gamma = torch.randint(-127, 128, (shape[axis],), generator=g)
+    beta = torch.randint(-5000, 5000, (shape[axis],), generator=g)
+    assert _compiled_rows(x) is not None
+    reference = integer_norm_value(x, gamma, beta, 0.0625, -5, axis)
+    with fast_kernels():
+        assert torch.equal(integer_norm_value(x, gamma, beta, 0.0625, -5, axis), reference)
+    assert fast.active() is False
