@@ -39,9 +39,15 @@ def active() -> bool:
     return _ACTIVE and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
 
 
+def _prelu_grads(grad, x, slope):
+    grad_x = torch.where(x > 0, grad, grad * slope)
+    return grad_x, (grad * torch.clamp(x, max=0)).sum()
+
+
 class _PReLU(torch.autograd.Function):
-    """PReLU with one slope. The input gradient is leaky_relu's backward at the slope's value and the
-    slope's gradient one dot product, instead of torch's broadcast-and-reduce kernel."""
+    """PReLU with one slope. Backward: one fused pass (compiled, see `compiled`) for the input gradient and
+    the slope's; else leaky_relu's backward at the slope's value and one dot product, instead of torch's
+    broadcast-and-reduce kernel."""
 
     @staticmethod
     def forward(ctx, x, slope):
@@ -52,6 +58,13 @@ class _PReLU(torch.autograd.Function):
     def backward(ctx, grad):
         x, slope = ctx.saved_tensors
         grad_x = grad_slope = None
+        kernel = None
+        if x.device.type == "cpu":
+            probe = torch.zeros(16, dtype=x.dtype)
+            kernel = compiled(_prelu_grads, x.dtype, probe, probe, torch.ones(1, dtype=x.dtype))
+        if kernel is not None:
+            grad_x, grad_slope = kernel(grad.detach().reshape(-1), x.detach().reshape(-1), slope.detach())
+            return grad_x.view(x.shape), grad_slope.reshape(slope.shape)
         if ctx.needs_input_grad[0]:
             grad_x = torch.ops.aten.leaky_relu_backward(grad, x, float(slope), False)
         if ctx.needs_input_grad[1]:
