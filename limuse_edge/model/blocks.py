@@ -39,6 +39,20 @@ def per_frame(linear, x: torch.Tensor, *args) -> torch.Tensor:
     return y.reshape(*x.shape[:-1], -1)
 
 
+def group_mean(v: torch.Tensor) -> torch.Tensor:
+    """v.mean(1) of (B, K, T, C). Without autograd (inference, the export's Brevitas reference) the K
+    groups are summed one after another, numpy's order and the golden and native engines' (their
+    ReduceMean): torch's reduction splits the sum, which moves the float32 mean by an ulp now and then,
+    enough to flip a code at a Quant tie and every code after it. Training and the ONNX exporters (a
+    ReduceMean node) take torch's mean."""
+    if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return v.mean(1)
+    total = v[:, 0].clone()
+    for k in range(1, v.shape[1]):
+        total += v[:, k]
+    return total / v.shape[1]
+
+
 class TAC(nn.Module):
     """Transform-average-concatenate across the K groups, per frame, on (B*K, T, d)."""
 
@@ -65,7 +79,7 @@ class TAC(nn.Module):
         bk, t, _ = x.shape
         y = fast.prelu(self.transform_act, per_frame(self.transform, x))
         c = y.shape[2]
-        mean = fast.prelu(self.average_act, per_frame(self.average, y.view(-1, self.groups, t, c).mean(1)))
+        mean = fast.prelu(self.average_act, per_frame(self.average, group_mean(y.view(-1, self.groups, t, c))))
         if self.split_concat:  # exact rewrite of concat(cat[y, mean])
             w = self.concat.weight
             z = per_frame(F.linear, y, w[:, :c]).view(-1, self.groups, t, w.shape[0])

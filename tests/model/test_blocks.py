@@ -58,3 +58,18 @@ def test_gc_tcn_keeps_the_shape_and_does_not_mix_batch_items(grouped):
         y = tcn(x)
         assert y.shape == x.shape
         torch.testing.assert_close(tcn(x[1:]), y[1:], rtol=1e-4, atol=1e-5)
+
+
+def test_group_mean_in_inference_sums_the_groups_in_numpys_order():
+    """The golden and native engines sum the TAC's K groups one after another (numpy's add.reduce over
+    a middle axis); Brevitas's reference must too, or an ulp moves a Quant tie."""
+    import numpy as np
+
+    from limuse_edge.model.blocks import group_mean
+    g = torch.Generator().manual_seed(4)
+    v = torch.randn(3, 32, 20, 12, generator=g) * torch.rand(3, 32, 1, 1, generator=g) * 7
+    with torch.no_grad():
+        got = group_mean(v).numpy()
+    expected = np.add.reduce(v.numpy(), axis=1) / np.float32(32)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+    assert torch.equal(group_mean(v.requires_grad_(True)), v.mean(1))  # training: torch's mean
