@@ -35,7 +35,11 @@ def _learning_curve_png(path, infos: dict) -> None:
     import matplotlib.pyplot as plt
 
     def parent(name):
-        parts = (infos[name].get("training", {}).get("train_config", {}).get("init_from") or "").split("/")
+        """The bundle the first run of this bundle's lineage started from (a run that continued the bundle
+        itself names the bundle; its lineage's first run names the real parent)."""
+        training = infos[name].get("training", {})
+        first = (training.get("continues") or [training])[0]
+        parts = (first.get("train_config", {}).get("init_from") or "").split("/")
         stem = parts[-1].removesuffix(".pt")
         stem = parts[-2] if stem in ("best", "last") and len(parts) > 1 else stem  # runs/<name>/best.pt
         return stem if stem in infos and stem != name else None
