@@ -60,8 +60,8 @@ class _PReLU(torch.autograd.Function):
         grad_x = grad_slope = None
         kernel = None
         if x.device.type == "cpu":
-            probe = torch.zeros(16, dtype=x.dtype)
-            kernel = compiled(_prelu_grads, x.dtype, probe, probe, torch.ones(1, dtype=x.dtype))
+            kernel = compiled(_prelu_grads, x.dtype, lambda: (torch.zeros(16, dtype=x.dtype),) * 2
+                              + (torch.ones(1, dtype=x.dtype),))
         if kernel is not None:
             grad_x, grad_slope = kernel(grad.detach().reshape(-1), x.detach().reshape(-1), slope.detach())
             return grad_x.view(x.shape), grad_slope.reshape(slope.shape)
@@ -134,9 +134,11 @@ def _depthwise_grads(grad, x, weight, dilation: int):
 def _depthwise_kernels(x: torch.Tensor):
     """(values, grads) compiled for x's dtype; the plain functions where nothing compiles."""
     if x.device.type == "cpu":
-        probe, taps = torch.zeros(2, 8, 4, dtype=x.dtype), torch.ones(4, 3, dtype=x.dtype)
-        values = compiled(_depthwise_values, x.dtype, probe, taps, torch.zeros(4, dtype=x.dtype), 2)
-        grads = compiled(_depthwise_grads, x.dtype, probe, probe, taps, 2)
+        def probe():
+            return torch.zeros(2, 8, 4, dtype=x.dtype), torch.ones(4, 3, dtype=x.dtype)
+
+        values = compiled(_depthwise_values, x.dtype, lambda: (*probe(), torch.zeros(4, dtype=x.dtype), 2))
+        grads = compiled(_depthwise_grads, x.dtype, lambda: (probe()[0], *probe(), 2))
         if values is not None and grads is not None:
             return values, grads
     return _depthwise_values, _depthwise_grads
@@ -230,9 +232,9 @@ _COMPILED = {}  # (function, key) -> its inductor kernel, or None where compilin
 _COMPILE = True  # tests switch it off to compare the compiled kernels with the eager ones
 
 
-def compiled(function, key, *probe):
+def compiled(function, key, probe):
     """`function` compiled by inductor for CPU tensors (dynamic shapes: one kernel for every length), tried
-    once per `key` on `probe`; None where it cannot be (no working C++ compiler: the caller's eager form
+    once per `key` on the arguments `probe()` makes (called only then, not on every call); None where it cannot be (no working C++ compiler: the caller's eager form
     then runs, after one warning). Callers pass flat, detached tensors: dynamo guards on a view's base and
     on requires_grad, so a handful of variants get compiled anyway (about 0.1 s each after the first)."""
     if not _COMPILE:
@@ -241,7 +243,7 @@ def compiled(function, key, *probe):
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         try:
             kernel = torch.compile(function, dynamic=True)
-            kernel(*probe)
+            kernel(*probe())
         except Exception as exc:  # inductor needs a C++ compiler; the eager kernels are right without one
             import warnings
             warnings.warn(f"fast path: torch.compile of {function.__name__} failed ({type(exc).__name__}: "
@@ -256,10 +258,12 @@ def _fake_quant_kernels(x: torch.Tensor):
     None: not on the CPU, or nothing compiles."""
     if x.device.type != "cpu":
         return None
-    probe, one = torch.zeros(16, dtype=x.dtype), torch.ones(1, dtype=x.dtype)
-    bounds = _bounds(-1.0, 1.0, x.dtype)
-    values = compiled(_fake_quant_values, x.dtype, probe, one, *bounds)
-    grads = compiled(_fake_quant_grads, x.dtype, probe, probe, one, *bounds)
+
+    def probe():
+        return torch.zeros(16, dtype=x.dtype), torch.ones(1, dtype=x.dtype), *_bounds(-1.0, 1.0, x.dtype)
+
+    values = compiled(_fake_quant_values, x.dtype, probe)
+    grads = compiled(_fake_quant_grads, x.dtype, lambda: (torch.zeros(16, dtype=x.dtype), *probe()))
     return None if values is None or grads is None else (values, grads)
 
 

@@ -115,10 +115,12 @@ def _integer_norm_rows(x, scale, gamma, beta, multiplier):
 def _compiled_rows(x: torch.Tensor):
     if x.device.type != "cpu":
         return None
-    probe = torch.randn(2, 64, dtype=x.dtype)
-    tiled = torch.ones(64, dtype=torch.long)
-    return fast.compiled(_integer_norm_rows, x.dtype, probe, torch.tensor(0.05, dtype=x.dtype), tiled, tiled,
-                         torch.tensor(1.0, dtype=torch.float64))
+
+    def probe():
+        tiled = torch.ones(64, dtype=torch.long)
+        return (torch.randn(2, 64, dtype=x.dtype), torch.tensor(0.05, dtype=x.dtype), tiled, tiled,
+                torch.tensor(1.0, dtype=torch.float64))
+    return fast.compiled(_integer_norm_rows, x.dtype, probe)
 
 
 class _ForwardAs(torch.autograd.Function):
