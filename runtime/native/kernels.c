@@ -569,14 +569,14 @@ static void table(lmn_model *m, const lmn_op *op)
         y[i] = t[(uint32_t)x[i] & 0xFFu]; /* the code's two's-complement byte (or unsigned code) */
 }
 
-/* y[r * stride + c] = cm[c * len + r] for c < 4, r < rows: four channel-major rows of sums back into
- * frame-major rows (AVX2: one 4 x 8 transpose per eight rows instead of 32 strided stores) */
-static inline void rows_from_four_channels(int32_t *restrict y, int64_t stride, const int32_t *restrict cm,
-                                           int64_t len, int64_t rows)
+/* y[r * stride + c] = cm[c * len + r] for c < nc (<= 4), r < rows: channel-major rows of sums back into
+ * frame-major rows (AVX2, four channels: one 4 x 8 transpose per eight rows instead of 32 strided stores) */
+static inline void rows_from_channels(int32_t *restrict y, int64_t stride, const int32_t *restrict cm, int64_t len,
+                                      int64_t rows, int64_t nc)
 {
     int64_t r = 0, c;
 #if defined(LMN_PAIRS) && defined(__AVX2__)
-    for (; r + 8 <= rows; r += 8) {
+    for (; nc == 4 && r + 8 <= rows; r += 8) {
         __m256i v0 = _mm256_loadu_si256((const __m256i *)(cm + r));
         __m256i v1 = _mm256_loadu_si256((const __m256i *)(cm + len + r));
         __m256i v2 = _mm256_loadu_si256((const __m256i *)(cm + 2 * len + r));
@@ -597,21 +597,7 @@ static inline void rows_from_four_channels(int32_t *restrict y, int64_t stride, 
     }
 #endif
     for (; r < rows; r++)
-        for (c = 0; c < 4; c++)
-            y[r * stride + c] = cm[c * len + r];
-}
-
-/* the same for nc <= 4 channels */
-static inline void rows_from_channels(int32_t *restrict y, int64_t stride, const int32_t *restrict cm, int64_t len,
-                                      int64_t rows, int64_t nc)
-{
-    int64_t r, c;
-    if (nc == 4) {
-        rows_from_four_channels(y, stride, cm, len, rows);
-        return;
-    }
-    for (c = 0; c < nc; c++)
-        for (r = 0; r < rows; r++)
+        for (c = 0; c < nc; c++)
             y[r * stride + c] = cm[c * len + r];
 }
 
@@ -651,7 +637,7 @@ static void transpose_tile(int32_t *restrict dst, int64_t dst_stride, const int3
             four_channels_from_rows(dst + r * dst_stride, dst_stride, src + r, src_stride, cols);
     } else if (cols % 4 == 0) {
         for (j = 0; j < cols; j += 4)
-            rows_from_four_channels(dst + j, dst_stride, src + j * src_stride, src_stride, rows);
+            rows_from_channels(dst + j, dst_stride, src + j * src_stride, src_stride, rows, 4);
     } else {
         for (r = 0; r < rows; r++)
             for (j = 0; j < cols; j++)
