@@ -779,6 +779,12 @@ static void resize(lmn_model *m, const lmn_op *op)
             }
 }
 
+#define TRANSPOSED_CONV_TAPS 32 /* taps summed per pass over the input channels (limuse_k32's decoder: all 32) */
+
+/* The golden engine adds, for each output sample, its taps' channel sums in increasing tap order. Frame by
+ * frame from the last, every output meets its taps in that order; each channel sum is the same double sum
+ * in channel order as a per-sample loop's (the products of two floats are exact in double), computed once
+ * for all taps of the frame instead of once per output sample. */
 static void conv_transpose(lmn_model *m, const lmn_op *op)
 {
     float *y = FLOAT_AT(m, op->f[0]);
@@ -794,30 +800,33 @@ static void conv_transpose(lmn_model *m, const lmn_op *op)
 #pragma omp parallel for schedule(static)
 #endif
     for (job = 0; job < b * cout; job++) {
-        int64_t bi = job / cout, co = job % cout, p, j, ci;
-        for (p = 0; p < length; p++) {
-            int64_t pos = p + padl;
-            float acc = 0.0f;
-            /* the golden engine adds tap by tap; with dilation 1 only every stride-th tap lands on an input
-             * frame, starting at pos mod stride */
-            for (j = dil == 1 ? pos % stride : 0; j < k; j += dil == 1 ? stride : 1) {
-                int64_t at_t = pos - j * dil, ti;
-                double dot = 0.0;
-                if (at_t < 0 || at_t % stride)
-                    continue;
-                ti = at_t / stride;
-                if (ti >= t)
-                    continue;
-                if (xi != NULL)
-                    for (ci = 0; ci < cin; ci++)
-                        dot += (double)((float)xi[(bi * cin + ci) * t + ti] * scale) * (double)w[(ci * cout + co) * k + j];
-                else
-                    for (ci = 0; ci < cin; ci++)
-                        dot += (double)xf[(bi * cin + ci) * t + ti] * (double)w[(ci * cout + co) * k + j];
-                acc += (float)dot;
+        int64_t bi = job / cout, co = job % cout, ti, j0, j, ci, o;
+        float *yr = y + (bi * cout + co) * length;
+        for (o = 0; o < length; o++)
+            yr[o] = 0.0f;
+        for (ti = t - 1; ti >= 0; ti--)
+            for (j0 = 0; j0 < k; j0 += TRANSPOSED_CONV_TAPS) {
+                int64_t taps = k - j0 < TRANSPOSED_CONV_TAPS ? k - j0 : TRANSPOSED_CONV_TAPS;
+                double dot[TRANSPOSED_CONV_TAPS] = {0.0};
+                for (ci = 0; ci < cin; ci++) {
+                    int64_t at = (bi * cin + ci) * t + ti;
+                    double xv = xi != NULL ? (double)((float)xi[at] * scale) : (double)xf[at];
+                    const float *wr = w + (ci * cout + co) * k + j0;
+                    if (taps == TRANSPOSED_CONV_TAPS) /* a constant trip count: the sums stay in vector registers */
+                        for (j = 0; j < TRANSPOSED_CONV_TAPS; j++)
+                            dot[j] += xv * (double)wr[j];
+                    else
+                        for (j = 0; j < taps; j++)
+                            dot[j] += xv * (double)wr[j];
+                }
+                for (j = 0; j < taps; j++) {
+                    o = ti * stride + (j0 + j) * dil - padl;
+                    if (o >= 0 && o < length)
+                        yr[o] += (float)dot[j];
+                }
             }
-            y[(bi * cout + co) * length + p] = acc + bias[co];
-        }
+        for (o = 0; o < length; o++)
+            yr[o] = yr[o] + bias[co];
     }
 }
 
