@@ -101,7 +101,7 @@ def k32_3s(tmp_path_factory):
 
 
 @pytest.mark.parametrize("seconds", [3, pytest.param(10, marks=pytest.mark.slow(
-    reason="a 10 s QONNX export and the golden engine at 10 s, tensor by tensor (about 10 min on an idle core)"))])
+    reason="a 10 s QONNX export and the golden engine at 10 s, tensor by tensor (2.5 min beside a one-thread QAT run)"))])
 def test_native_equals_golden_on_limuse_k32(seconds, rows, tmp_path, request):
     from limuse_edge import pretrained
     from limuse_edge.metrics import si_sdr
