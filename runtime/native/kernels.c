@@ -17,10 +17,15 @@
 #include <omp.h>
 #endif
 #ifdef LMN_PAIRS
-#include <emmintrin.h>
 #include <stdlib.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #ifdef __AVX2__
 #include <immintrin.h>
+#endif
+#ifdef __aarch64__
+#include <arm_neon.h>
 #endif
 #endif
 
@@ -866,17 +871,10 @@ static inline __m256i requant8(__m256i a, __m128i k, __m256i mask, __m256i bias,
 static void requant_table_stats(int32_t *a, int64_t n, int shift, int32_t lo, int32_t hi, const int32_t codes[256],
                                 lmn_stats *st)
 {
-    int64_t i = 0, t, sum = 0, sq = 0;
-    int32_t mn = INT32_MAX, mx = INT32_MIN, half;
-    if (shift < 1 || shift > 30 || n >= STATS_MAX_N) {
-        requant_run(a, n, shift, lo, hi);
-        table_run(a, a, n, codes);
-        row_stats(a, n, st);
-        return;
-    }
-    half = (int32_t)1 << (shift - 1);
 #if defined(LMN_PAIRS) && defined(__AVX2__)
-    {
+    if (shift >= 1 && shift <= 30 && n < STATS_MAX_N) {
+        int64_t i = 0, t, sum = 0, sq = 0;
+        int32_t mn = INT32_MAX, mx = INT32_MIN, half = (int32_t)1 << (shift - 1);
         const __m128i k = _mm_cvtsi32_si128(shift);
         const __m256i mask = _mm256_set1_epi32((int32_t)(((uint32_t)1 << shift) - 1u)), one = _mm256_set1_epi32(1);
         const __m256i bias = _mm256_set1_epi32(half - 1), vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
@@ -906,15 +904,21 @@ static void requant_table_stats(int32_t *a, int64_t n, int shift, int32_t lo, in
         _mm256_storeu_si256((__m256i *)lanes, vmx);
         for (j = 0; j < 8; j++)
             mx = lanes[j] > mx ? lanes[j] : mx;
+        st->sum = sum;
+        st->sq = sq;
+        st->lo = mn;
+        st->hi = mx;
+        for (t = i; t < n; t++) /* the rows after the vectors */
+            a[t] = codes[(uint32_t)requant_one(a[t], shift, half, lo, hi) & 0xFFu];
+        stats_add(st, a + i, n - i);
+        return;
     }
 #endif
-    st->sum = sum;
-    st->sq = sq;
-    st->lo = mn;
-    st->hi = mx;
-    for (t = i; t < n; t++) /* the rows after the vectors */
-        a[t] = codes[(uint32_t)requant_one(a[t], shift, half, lo, hi) & 0xFFu];
-    stats_add(st, a + i, n - i);
+    /* Without a gather, three passes: the requantization and the statistics vectorise, the lookups are
+     * scalar either way (aarch64, limuse_k32: a third of the instructions of one fused scalar pass). */
+    requant_run(a, n, shift, lo, hi);
+    table_run(a, a, n, codes);
+    row_stats(a, n, st);
 }
 
 /* x and y channel-major (channels x inner); y may not be x */
@@ -922,33 +926,40 @@ static void norm_apply_requant(const int32_t *x, int32_t *y, int64_t channels, i
                                const int32_t *gamma, const int32_t *beta, int shift, int32_t lo, int32_t hi)
 {
     int64_t c, t;
-    int32_t half = shift >= 1 && shift <= 30 ? (int32_t)1 << (shift - 1) : 0;
+#if defined(LMN_PAIRS) && defined(__AVX2__)
+    const int fused = nm->use_table && shift >= 1 && shift <= 30;
+    const int32_t half = fused ? (int32_t)1 << (shift - 1) : 0;
+    const __m128i k = _mm_cvtsi32_si128(shift);
+    const __m256i mask = _mm256_set1_epi32((int32_t)(((uint32_t)1 << (fused ? shift : 1)) - 1u)), one = _mm256_set1_epi32(1);
+    const __m256i bias = _mm256_set1_epi32(half - 1), vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
+    const __m256i base = _mm256_set1_epi32(nm->lo);
+#endif
     for (c = 0; c < channels; c++) {
         const int32_t *xs = x + c * inner;
         int32_t *ys = y + c * inner, g = gamma[c], b = beta[c];
-        t = 0;
-        if (!nm->use_table || half == 0) {
-            for (; t < inner; t++)
-                ys[t] = norm_value(nm, xs[t]) * g + b;
-            requant_run(ys, inner, shift, lo, hi);
-            continue;
-        }
 #if defined(LMN_PAIRS) && defined(__AVX2__)
-        {
-            const __m128i k = _mm_cvtsi32_si128(shift);
-            const __m256i mask = _mm256_set1_epi32((int32_t)(((uint32_t)1 << shift) - 1u)), one = _mm256_set1_epi32(1);
-            const __m256i bias = _mm256_set1_epi32(half - 1), vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
-            const __m256i base = _mm256_set1_epi32(nm->lo), vg = _mm256_set1_epi32(g), vb = _mm256_set1_epi32(b);
-            for (; t + 8 <= inner; t += 8) {
+        if (fused) {
+            const __m256i vg = _mm256_set1_epi32(g), vb = _mm256_set1_epi32(b);
+            for (t = 0; t + 8 <= inner; t += 8) {
                 __m256i idx = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(xs + t)), base);
                 __m256i v = _mm256_i32gather_epi32((const int *)nm->q, idx, 4);
                 v = _mm256_add_epi32(_mm256_mullo_epi32(v, vg), vb);
                 _mm256_storeu_si256((__m256i *)(ys + t), requant8(v, k, mask, bias, one, vlo, vhi));
             }
+            for (; t < inner; t++)
+                ys[t] = requant_one(nm->q[xs[t] - nm->lo] * g + b, shift, half, lo, hi);
+            continue;
         }
 #endif
-        for (; t < inner; t++)
-            ys[t] = requant_one(nm->q[xs[t] - nm->lo] * g + b, shift, half, lo, hi);
+        /* the normalised values (table lookups where the row has one), then the requantization in one
+         * vectorised pass */
+        if (nm->use_table)
+            for (t = 0; t < inner; t++)
+                ys[t] = nm->q[xs[t] - nm->lo] * g + b;
+        else
+            for (t = 0; t < inner; t++)
+                ys[t] = norm_value(nm, xs[t]) * g + b;
+        requant_run(ys, inner, shift, lo, hi);
     }
 }
 
@@ -1096,6 +1107,19 @@ static inline void pairs_from_channels(int16_t *restrict xp, const int32_t *rest
     }
 }
 
+#ifdef __aarch64__
+/* a[0..4) (rows 0..16 of a run) += the 16 rows' pairs xs times the pair's weights wv (lane 0: the even
+ * channel's, lane 1: the odd one's): the pairs split into their two channels on load, each lane-multiplied */
+static inline void pairs16_neon(int32x4_t *a, const int16_t *xs, int16x4_t wv)
+{
+    int16x8x2_t lo = vld2q_s16(xs), hi = vld2q_s16(xs + 16);
+    a[0] = vmlal_lane_s16(vmlal_lane_s16(a[0], vget_low_s16(lo.val[0]), wv, 0), vget_low_s16(lo.val[1]), wv, 1);
+    a[1] = vmlal_high_lane_s16(vmlal_high_lane_s16(a[1], lo.val[0], wv, 0), lo.val[1], wv, 1);
+    a[2] = vmlal_lane_s16(vmlal_lane_s16(a[2], vget_low_s16(hi.val[0]), wv, 0), vget_low_s16(hi.val[1]), wv, 1);
+    a[3] = vmlal_high_lane_s16(vmlal_high_lane_s16(a[3], hi.val[0], wv, 0), hi.val[1], wv, 1);
+}
+#endif
+
 /* acc[t] += sum over co's pairs of w0 xp[p][t][0] + w1 xp[p][t][1], for t < len: a run of rows at a time
  * whose int32 accumulators stay in registers across all the pairs (64 rows: 8 AVX2 registers). */
 static void pair_dot(int32_t *restrict acc, const int16_t *restrict xp, int64_t len, const lmn_pairs *p, int64_t co)
@@ -1157,7 +1181,7 @@ static void pair_dot(int32_t *restrict acc, const int16_t *restrict xp, int64_t 
                                                         _mm256_set1_epi32(wp[i])));
         _mm256_storeu_si256((__m256i *)(acc + t), a0);
     }
-#else
+#elif defined(__SSE2__)
     for (; t + 16 <= len; t += 16) {
         __m128i a0 = _mm_loadu_si128((const __m128i *)(acc + t)), a1 = _mm_loadu_si128((const __m128i *)(acc + t + 4));
         __m128i a2 = _mm_loadu_si128((const __m128i *)(acc + t + 8)), a3 = _mm_loadu_si128((const __m128i *)(acc + t + 12));
@@ -1173,6 +1197,31 @@ static void pair_dot(int32_t *restrict acc, const int16_t *restrict xp, int64_t 
         _mm_storeu_si128((__m128i *)(acc + t + 4), a1);
         _mm_storeu_si128((__m128i *)(acc + t + 8), a2);
         _mm_storeu_si128((__m128i *)(acc + t + 12), a3);
+    }
+#elif defined(__aarch64__)
+    for (; t + 32 <= len; t += 32) { /* 8 accumulators: more spill to the stack */
+        int32x4_t a[8];
+        int q;
+        for (q = 0; q < 8; q++)
+            a[q] = vld1q_s32(acc + t + 4 * q);
+        for (i = 0; i < k; i++) {
+            const int16x4_t wv = vreinterpret_s16_s32(vdup_n_s32(wp[i]));
+            const int16_t *xs = xp + (at[i] * len + t) * 2;
+            pairs16_neon(a, xs, wv);
+            pairs16_neon(a + 4, xs + 32, wv);
+        }
+        for (q = 0; q < 8; q++)
+            vst1q_s32(acc + t + 4 * q, a[q]);
+    }
+    for (; t + 16 <= len; t += 16) {
+        int32x4_t a[4];
+        int q;
+        for (q = 0; q < 4; q++)
+            a[q] = vld1q_s32(acc + t + 4 * q);
+        for (i = 0; i < k; i++)
+            pairs16_neon(a, xp + (at[i] * len + t) * 2, vreinterpret_s16_s32(vdup_n_s32(wp[i])));
+        for (q = 0; q < 4; q++)
+            vst1q_s32(acc + t + 4 * q, a[q]);
     }
 #endif
     for (t = tail; t < len; t++) { /* the remainder (len not a multiple of the vector): the same sums, row by row */

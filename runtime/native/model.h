@@ -16,12 +16,13 @@ enum {
 #define LMN_TILE 64
 #define LMN_TILE_CHANNELS 512
 
-/* x86-64 (SSE2 always, AVX2 with -march where the CPU has it): the fused kernels' dot products take two
- * input channels per multiply-add instruction (pmaddwd: int16 x int16 pairs summed into int32 lanes), from
- * a channel-pair layout of the codes and a list of each output channel's nonzero weight pairs built at load.
+/* x86-64 (SSE2 always, AVX2 with -march where the CPU has it) and aarch64 (NEON): the fused kernels' dot
+ * products take two input channels per step (x86: pmaddwd, int16 x int16 pairs summed into int32 lanes;
+ * aarch64: the pair split into its channels on load, each multiplied by its weight lane and accumulated),
+ * from a channel-pair layout of the codes and a list of each output channel's nonzero weight pairs built at load.
  * The sums are the same integers as the portable loops' (every one below 2^31 by the loader's bound, so
  * their order does not matter); -DLMN_NO_SIMD builds the portable loops alone (what the tests compare). */
-#if defined(__SSE2__) && !defined(LMN_NO_SIMD)
+#if (defined(__SSE2__) || defined(__aarch64__)) && !defined(LMN_NO_SIMD)
 #define LMN_PAIRS 1
 #endif
 
