@@ -837,6 +837,57 @@ static void conv_transpose(lmn_model *m, const lmn_op *op)
 
 /* ---------------------------------------------------------------- fused kernels */
 /* y[i] = codes[x[i] & 0xFF]: a code -> code table (in place if y == x); AVX2: eight lookups per gather */
+#if defined(LMN_PAIRS) && defined(__aarch64__)
+/* A code -> code table of 8-bit codes as 256 bytes in sixteen NEON registers (a gather of AArch64's table
+ * lookups: four 64-byte vqtbl4q steps, each byte index answered by the one whose range holds it), and
+ * how a byte widens back to its code: sign-extended (codes in [-128, 127]) or not ([0, 255]). */
+typedef struct {
+    uint8x16x4_t part[4];
+    int32x4_t widen;   /* 24 for signed codes (shifted up, then arithmetically down), 0 for unsigned */
+    int16x8_t widen16; /* the same for int16 lanes: 8 or 0 */
+} byte_table;
+
+/* 0 where some code is not an 8-bit value of one signedness (the scalar loops then serve) */
+static int byte_table_of(byte_table *t, const int32_t codes[256])
+{
+    uint8_t bytes[256];
+    int j, is_signed = 1, is_unsigned = 1;
+    for (j = 0; j < 256; j++) {
+        is_signed &= codes[j] >= -128 && codes[j] <= 127;
+        is_unsigned &= codes[j] >= 0 && codes[j] <= 255;
+        bytes[j] = (uint8_t)((uint32_t)codes[j] & 0xFFu);
+    }
+    for (j = 0; j < 4; j++)
+        t->part[j] = vld1q_u8_x4(bytes + 64 * j);
+    t->widen = vdupq_n_s32(is_signed ? 24 : 0);
+    t->widen16 = vdupq_n_s16(is_signed ? 8 : 0);
+    return is_signed || is_unsigned;
+}
+
+static inline uint8x16_t byte_lookup(const byte_table *t, uint8x16_t idx)
+{
+    uint8x16_t r = vqtbl4q_u8(t->part[0], idx); /* an index past a part's 64 bytes leaves its lane as it is */
+    r = vqtbx4q_u8(r, t->part[1], veorq_u8(idx, vdupq_n_u8(0x40)));
+    r = vqtbx4q_u8(r, t->part[2], veorq_u8(idx, vdupq_n_u8(0x80)));
+    return vqtbx4q_u8(r, t->part[3], veorq_u8(idx, vdupq_n_u8(0xC0)));
+}
+
+/* the codes of eight bytes as int16 */
+static inline int16x8_t byte_codes16(const byte_table *t, uint8x8_t b)
+{
+    int16x8_t v = vreinterpretq_s16_u16(vmovl_u8(b));
+    return vshlq_s16(vshlq_s16(v, t->widen16), vnegq_s16(t->widen16));
+}
+
+/* the codes of four bytes (lanes 4q .. 4q + 3 of b) */
+static inline int32x4_t byte_codes(const byte_table *t, uint16x8_t b16, int high)
+{
+    uint32x4_t u = high ? vmovl_high_u16(b16) : vmovl_u16(vget_low_u16(b16));
+    int32x4_t v = vreinterpretq_s32_u32(u);
+    return vshlq_s32(vshlq_s32(v, t->widen), vnegq_s32(t->widen));
+}
+#endif
+
 static void table_run(int32_t *y, const int32_t *x, int64_t n, const int32_t codes[256])
 {
     int64_t i = 0;
@@ -846,6 +897,21 @@ static void table_run(int32_t *y, const int32_t *x, int64_t n, const int32_t cod
         __m256i idx = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), mask);
         _mm256_storeu_si256((__m256i *)(y + i), _mm256_i32gather_epi32((const int *)codes, idx, 4));
     }
+#elif defined(LMN_PAIRS) && defined(__aarch64__)
+    byte_table t;
+    if (n >= 256 && byte_table_of(&t, codes)) /* the table costs about as much as 64 scalar lookups */
+        for (; i + 16 <= n; i += 16) {
+            uint16x8_t lo = vcombine_u16(vmovn_u32(vld1q_u32((const uint32_t *)x + i)),
+                                         vmovn_u32(vld1q_u32((const uint32_t *)x + i + 4)));
+            uint16x8_t hi = vcombine_u16(vmovn_u32(vld1q_u32((const uint32_t *)x + i + 8)),
+                                         vmovn_u32(vld1q_u32((const uint32_t *)x + i + 12)));
+            uint8x16_t r = byte_lookup(&t, vcombine_u8(vmovn_u16(lo), vmovn_u16(hi)));
+            uint16x8_t r_lo = vmovl_u8(vget_low_u8(r)), r_hi = vmovl_high_u8(r);
+            vst1q_s32(y + i, byte_codes(&t, r_lo, 0));
+            vst1q_s32(y + i + 4, byte_codes(&t, r_lo, 1));
+            vst1q_s32(y + i + 8, byte_codes(&t, r_hi, 0));
+            vst1q_s32(y + i + 12, byte_codes(&t, r_hi, 1));
+        }
 #endif
     for (; i < n; i++)
         y[i] = codes[(uint32_t)x[i] & 0xFFu];
@@ -1446,6 +1512,10 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
             part[rr * cout + co] = wide[co];
     }
 #endif
+#if defined(LMN_PAIRS) && defined(__aarch64__)
+    byte_table codes1;
+    const int codes1_bytes = byte_table_of(&codes1, op->codes1);
+#endif
     for (t = 0; t < tiles; t++) { /* pass B */
         int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
         const unsigned char *at = a + t * ch * TILE;
@@ -1464,6 +1534,17 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
                     __m256i v1 = _mm256_i32gather_epi32((const int *)op->codes1, i1, 4);
                     _mm256_storeu_si256((__m256i *)(xp + 2 * r),
                                         _mm256_or_si256(_mm256_and_si256(v0, low), _mm256_slli_epi32(v1, 16)));
+                }
+                continue;
+            }
+#elif defined(__aarch64__)
+            if (c + 1 < ch && codes1_bytes) { /* sixteen rows at a time: two table lookups, stored as pairs */
+                for (r = 0; r < TILE; r += 16) {
+                    uint8x16_t v0 = byte_lookup(&codes1, vld1q_u8(a0 + r)), v1 = byte_lookup(&codes1, vld1q_u8(a1 + r));
+                    int16x8x2_t lo = {{byte_codes16(&codes1, vget_low_u8(v0)), byte_codes16(&codes1, vget_low_u8(v1))}};
+                    int16x8x2_t hi = {{byte_codes16(&codes1, vget_high_u8(v0)), byte_codes16(&codes1, vget_high_u8(v1))}};
+                    vst2q_s16(xp + 2 * r, lo);
+                    vst2q_s16(xp + 2 * r + 16, hi);
                 }
                 continue;
             }
