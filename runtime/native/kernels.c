@@ -888,6 +888,31 @@ static inline int32x4_t byte_codes(const byte_table *t, uint16x8_t b16, int high
 }
 #endif
 
+#if defined(LMN_PAIRS) && defined(__aarch64__)
+/* A norm row's quotient table (codes lo .. hi, hi - lo < 256, every quotient an int16) as the low and the
+ * high bytes of its quotients, each in byte_table form (the widening fields unused); 0 where the row's
+ * table is not of that kind. */
+static int quotient_byte_tables(const int32_t *q, int32_t lo, int32_t hi, byte_table *low, byte_table *high)
+{
+    uint8_t bytes[2][256];
+    int64_t j, n = (int64_t)hi - lo + 1;
+    if (n > 256)
+        return 0;
+    memset(bytes, 0, sizeof bytes);
+    for (j = 0; j < n; j++) {
+        if (q[j] < INT16_MIN || q[j] > INT16_MAX)
+            return 0;
+        bytes[0][j] = (uint8_t)((uint32_t)q[j] & 0xFFu);
+        bytes[1][j] = (uint8_t)(((uint32_t)q[j] >> 8) & 0xFFu);
+    }
+    for (j = 0; j < 4; j++) {
+        low->part[j] = vld1q_u8_x4(bytes[0] + 64 * j);
+        high->part[j] = vld1q_u8_x4(bytes[1] + 64 * j);
+    }
+    return 1;
+}
+#endif
+
 static void table_run(int32_t *y, const int32_t *x, int64_t n, const int32_t codes[256])
 {
     int64_t i = 0;
@@ -992,6 +1017,12 @@ static void norm_apply_requant(const int32_t *x, int32_t *y, int64_t channels, i
                                const int32_t *gamma, const int32_t *beta, int shift, int32_t lo, int32_t hi)
 {
     int64_t c, t;
+#if defined(LMN_PAIRS) && defined(__aarch64__)
+    byte_table q_low, q_high; /* the quotients' bytes: sixteen lookups per eight table steps */
+    const int by_bytes = nm->use_table && channels * inner >= 128 &&
+                         quotient_byte_tables(nm->q, nm->lo, nm->hi, &q_low, &q_high);
+    const int32x4_t base = vdupq_n_s32(nm->lo);
+#endif
 #if defined(LMN_PAIRS) && defined(__AVX2__)
     const int fused = nm->use_table && shift >= 1 && shift <= 30;
     const int32_t half = fused ? (int32_t)1 << (shift - 1) : 0;
@@ -1019,11 +1050,30 @@ static void norm_apply_requant(const int32_t *x, int32_t *y, int64_t channels, i
 #endif
         /* the normalised values (table lookups where the row has one), then the requantization in one
          * vectorised pass */
+        t = 0;
+#if defined(LMN_PAIRS) && defined(__aarch64__)
+        if (by_bytes) {
+            const int32x4_t vg = vdupq_n_s32(g), vb = vdupq_n_s32(b);
+            for (; t + 16 <= inner; t += 16) {
+                uint16x8_t i0 = vcombine_u16(vmovn_u32(vreinterpretq_u32_s32(vsubq_s32(vld1q_s32(xs + t), base))),
+                                             vmovn_u32(vreinterpretq_u32_s32(vsubq_s32(vld1q_s32(xs + t + 4), base))));
+                uint16x8_t i1 = vcombine_u16(vmovn_u32(vreinterpretq_u32_s32(vsubq_s32(vld1q_s32(xs + t + 8), base))),
+                                             vmovn_u32(vreinterpretq_u32_s32(vsubq_s32(vld1q_s32(xs + t + 12), base))));
+                uint8x16_t idx = vcombine_u8(vmovn_u16(i0), vmovn_u16(i1));
+                uint8x16_t l = byte_lookup(&q_low, idx), h = byte_lookup(&q_high, idx);
+                int16x8_t q0 = vreinterpretq_s16_u8(vzip1q_u8(l, h)), q1 = vreinterpretq_s16_u8(vzip2q_u8(l, h));
+                vst1q_s32(ys + t, vmlaq_s32(vb, vmovl_s16(vget_low_s16(q0)), vg));
+                vst1q_s32(ys + t + 4, vmlaq_s32(vb, vmovl_high_s16(q0), vg));
+                vst1q_s32(ys + t + 8, vmlaq_s32(vb, vmovl_s16(vget_low_s16(q1)), vg));
+                vst1q_s32(ys + t + 12, vmlaq_s32(vb, vmovl_high_s16(q1), vg));
+            }
+        }
+#endif
         if (nm->use_table)
-            for (t = 0; t < inner; t++)
+            for (; t < inner; t++)
                 ys[t] = nm->q[xs[t] - nm->lo] * g + b;
         else
-            for (t = 0; t < inner; t++)
+            for (; t < inner; t++)
                 ys[t] = norm_value(nm, xs[t]) * g + b;
         requant_run(ys, inner, shift, lo, hi);
     }
