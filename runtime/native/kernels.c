@@ -1410,7 +1410,8 @@ lmn_tac_work lmn_tac_layout(int64_t rows, int64_t frames, int64_t ch, int64_t co
  *   pass A: a = L1(x) per tile of rows (channel-major), kept as bytes; the float32 sum over the K groups
  *           of PReLU(a), in group order (numpy's strided reduction), into msum (R, Ch);
  *   mean:   mq = Quant(msum / K); b = L2(mq); part[r] = bias3 + the second half of L3 on Quant(PReLU(b[r]))
- *           (the same for the K rows of frame r);
+ *           (the same for the K rows of frame r; kept channel-major, part[c][r], so that a tile's rows
+ *           read runs of consecutive frames);
  *   pass B: out = requant(part[r] + the first half of L3 on Quant(PReLU(a))), tile by tile.
  * All sums are of integers below 2^31 (checked at load), so their order does not matter. */
 static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int64_t frames)
@@ -1528,8 +1529,7 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
             for (rr = 0; rr < frames; rr++)
                 fa[rr] = b0;
             pair_dot(fa, fp, frames, &op->pairs[3], co);
-            for (rr = 0; rr < frames; rr++)
-                part[rr * cout + co] = fa[rr];
+            memcpy(part + co * frames, fa, (size_t)frames * sizeof *fa);
         }
     }
 #else
@@ -1559,7 +1559,7 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
                 wide[co] += q * wr[co];
         }
         for (co = 0; co < cout; co++)
-            part[rr * cout + co] = wide[co];
+            part[co * frames + rr] = wide[co];
     }
 #endif
 #if defined(LMN_PAIRS) && defined(__aarch64__)
@@ -1615,14 +1615,18 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
             xt[c] = (int16_t)op->codes1[at[c]];
 #endif
         for (r = 0; r < TILE; r++)
-            frame[r] = ((r0 + r) % frames) * cout;
+            frame[r] = (r0 + r) % frames;
         for (co = 0; co < cout; co += 4) { /* four output channels, then their rows out together */
             int64_t nc = cout - co < 4 ? cout - co : 4, q;
             for (q = 0; q < nc; q++) {
                 int32_t *aq = acc + q * TILE;
+                const int32_t *pc = part + (co + q) * frames; /* channel-major: runs of consecutive frames */
 #ifdef LMN_PAIRS
-                for (r = 0; r < TILE; r++)
-                    aq[r] = part[frame[r] + co + q];
+                for (r = 0; r < TILE;) {
+                    int64_t len = TILE - r < frames - frame[r] ? TILE - r : frames - frame[r];
+                    memcpy(aq + r, pc + frame[r], (size_t)len * sizeof *aq);
+                    r += len;
+                }
                 pair_dot(aq, xt, TILE, &op->pairs[1], co + q);
 #else
                 if (op->narrow & 2) { /* the first half of L3 alone below 2^15; then the per-frame part */
@@ -1630,10 +1634,10 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
                         acc16[r] = 0;
                     tile_dot16(acc16, xt, ch, op->weights3 + co + q, cout);
                     for (r = 0; r < TILE; r++)
-                        aq[r] = part[frame[r] + co + q] + acc16[r];
+                        aq[r] = pc[frame[r]] + acc16[r];
                 } else {
                     for (r = 0; r < TILE; r++)
-                        aq[r] = part[frame[r] + co + q];
+                        aq[r] = pc[frame[r]];
                     tile_dot(aq, xt, ch, op->weights3 + co + q, cout);
                 }
 #endif
