@@ -535,6 +535,21 @@ static float operand(const lmn_model *m, int64_t id, int dequant, float scale, i
     return dequant ? (float)INT_AT(m, id)[i] * scale : FLOAT_AT(m, id)[i];
 }
 
+#define BINARY_CHUNK 256 /* floats per operand chunk on the stack (both operands are read before y is written) */
+
+/* v[j] = operand(m, id, dequant, scale, at + j) for j < n */
+static void operand_run(const lmn_model *m, int64_t id, int dequant, float scale, int64_t at, int64_t n, float *v)
+{
+    int64_t j;
+    if (dequant) {
+        const int32_t *x = INT_AT(m, id) + at;
+        for (j = 0; j < n; j++)
+            v[j] = (float)x[j] * scale;
+    } else {
+        memcpy(v, FLOAT_AT(m, id) + at, (size_t)n * sizeof *v);
+    }
+}
+
 static void binary_float(lmn_model *m, const lmn_op *op)
 {
     float *y = FLOAT_AT(m, op->f[0]);
@@ -551,6 +566,32 @@ static void binary_float(lmn_model *m, const lmn_op *op)
         do {
             for (j = 0; j < inner; j++)
                 y[i + j] = xa[oa + j] + (float)xb[ob + j] * sb;
+            i += inner;
+        } while (advance(index, op->a.dims, outer, &oa, op->a.strides, &ob, op->b.strides));
+        return;
+    }
+    if (ta == 1 && tb == 1) { /* contiguous rows: chunks of both operands, then one loop per operator */
+        float va[BINARY_CHUNK], vb[BINARY_CHUNK];
+        do {
+            int64_t j0, n;
+            for (j0 = 0; j0 < inner; j0 += n) {
+                float *yc = y + i + j0;
+                n = inner - j0 < BINARY_CHUNK ? inner - j0 : BINARY_CHUNK;
+                operand_run(m, op->f[1], da, sa, oa + j0, n, va);
+                operand_run(m, op->f[4], db, sb, ob + j0, n, vb);
+                if (code == 0)
+                    for (j = 0; j < n; j++)
+                        yc[j] = va[j] + vb[j];
+                else if (code == 1)
+                    for (j = 0; j < n; j++)
+                        yc[j] = va[j] - vb[j];
+                else if (code == 2)
+                    for (j = 0; j < n; j++)
+                        yc[j] = va[j] * vb[j];
+                else
+                    for (j = 0; j < n; j++)
+                        yc[j] = va[j] / vb[j];
+            }
             i += inner;
         } while (advance(index, op->a.dims, outer, &oa, op->a.strides, &ob, op->b.strides));
         return;
