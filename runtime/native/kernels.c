@@ -415,6 +415,98 @@ static int32_t norm_value(const lmn_norm *nm, int32_t x)
     return (int32_t)round_half_even_double((double)d / nm->sd);
 }
 
+#if defined(LMN_PAIRS) && defined(__aarch64__)
+/* A code -> code table of 8-bit codes as 256 bytes in sixteen NEON registers (a gather of AArch64's table
+ * lookups: four 64-byte vqtbl4q steps, each byte index answered by the one whose range holds it), and
+ * how a byte widens back to its code: sign-extended (codes in [-128, 127]) or not ([0, 255]). */
+typedef struct {
+    uint8x16x4_t part[4];
+    int32x4_t widen;   /* 24 for signed codes (shifted up, then arithmetically down), 0 for unsigned */
+    int16x8_t widen16; /* the same for int16 lanes: 8 or 0 */
+} byte_table;
+
+/* 0 where some code is not an 8-bit value of one signedness (the scalar loops then serve) */
+static int byte_table_of(byte_table *t, const int32_t codes[256])
+{
+    uint8_t bytes[256];
+    int j, is_signed = 1, is_unsigned = 1;
+    for (j = 0; j < 256; j++) {
+        is_signed &= codes[j] >= -128 && codes[j] <= 127;
+        is_unsigned &= codes[j] >= 0 && codes[j] <= 255;
+        bytes[j] = (uint8_t)((uint32_t)codes[j] & 0xFFu);
+    }
+    for (j = 0; j < 4; j++)
+        t->part[j] = vld1q_u8_x4(bytes + 64 * j);
+    t->widen = vdupq_n_s32(is_signed ? 24 : 0);
+    t->widen16 = vdupq_n_s16(is_signed ? 8 : 0);
+    return is_signed || is_unsigned;
+}
+
+static inline uint8x16_t byte_lookup(const byte_table *t, uint8x16_t idx)
+{
+    uint8x16_t r = vqtbl4q_u8(t->part[0], idx); /* an index past a part's 64 bytes leaves its lane as it is */
+    r = vqtbx4q_u8(r, t->part[1], veorq_u8(idx, vdupq_n_u8(0x40)));
+    r = vqtbx4q_u8(r, t->part[2], veorq_u8(idx, vdupq_n_u8(0x80)));
+    return vqtbx4q_u8(r, t->part[3], veorq_u8(idx, vdupq_n_u8(0xC0)));
+}
+
+/* the codes of eight bytes as int16 */
+static inline int16x8_t byte_codes16(const byte_table *t, uint8x8_t b)
+{
+    int16x8_t v = vreinterpretq_s16_u16(vmovl_u8(b));
+    return vshlq_s16(vshlq_s16(v, t->widen16), vnegq_s16(t->widen16));
+}
+
+/* the codes of four bytes (lanes 4q .. 4q + 3 of b) */
+static inline int32x4_t byte_codes(const byte_table *t, uint16x8_t b16, int high)
+{
+    uint32x4_t u = high ? vmovl_high_u16(b16) : vmovl_u16(vget_low_u16(b16));
+    int32x4_t v = vreinterpretq_s32_u32(u);
+    return vshlq_s32(vshlq_s32(v, t->widen), vnegq_s32(t->widen));
+}
+#endif
+
+#if defined(LMN_PAIRS) && defined(__aarch64__)
+/* A norm row's quotient table (codes lo .. hi, hi - lo < 256, every quotient an int16) as the low and the
+ * high bytes of its quotients, each in byte_table form (the widening fields unused); 0 where the row's
+ * table is not of that kind. */
+static int quotient_byte_tables(const int32_t *q, int32_t lo, int32_t hi, byte_table *low, byte_table *high)
+{
+    uint8_t bytes[2][256];
+    int64_t j, n = (int64_t)hi - lo + 1;
+    if (n > 256)
+        return 0;
+    memset(bytes, 0, sizeof bytes);
+    for (j = 0; j < n; j++) {
+        if (q[j] < INT16_MIN || q[j] > INT16_MAX)
+            return 0;
+        bytes[0][j] = (uint8_t)((uint32_t)q[j] & 0xFFu);
+        bytes[1][j] = (uint8_t)(((uint32_t)q[j] >> 8) & 0xFFu);
+    }
+    for (j = 0; j < 4; j++) {
+        low->part[j] = vld1q_u8_x4(bytes[0] + 64 * j);
+        high->part[j] = vld1q_u8_x4(bytes[1] + 64 * j);
+    }
+    return 1;
+}
+/* the quotients of sixteen codes x[0..16) of a row whose quotient tables these are (base: the row's lo) */
+static inline void quotients16(const byte_table *low, const byte_table *high, const int32_t *x, int32x4_t base,
+                               int32x4_t q[4])
+{
+    uint16x8_t i0 = vcombine_u16(vmovn_u32(vreinterpretq_u32_s32(vsubq_s32(vld1q_s32(x), base))),
+                                 vmovn_u32(vreinterpretq_u32_s32(vsubq_s32(vld1q_s32(x + 4), base))));
+    uint16x8_t i1 = vcombine_u16(vmovn_u32(vreinterpretq_u32_s32(vsubq_s32(vld1q_s32(x + 8), base))),
+                                 vmovn_u32(vreinterpretq_u32_s32(vsubq_s32(vld1q_s32(x + 12), base))));
+    uint8x16_t idx = vcombine_u8(vmovn_u16(i0), vmovn_u16(i1));
+    uint8x16_t l = byte_lookup(low, idx), h = byte_lookup(high, idx);
+    int16x8_t q0 = vreinterpretq_s16_u8(vzip1q_u8(l, h)), q1 = vreinterpretq_s16_u8(vzip2q_u8(l, h));
+    q[0] = vmovl_s16(vget_low_s16(q0));
+    q[1] = vmovl_high_s16(q0);
+    q[2] = vmovl_s16(vget_low_s16(q1));
+    q[3] = vmovl_high_s16(q1);
+}
+#endif
+
 /* One row of n codes (ops.integer_norm); channel c = (i / inner) mod channels. */
 /* Channels-last rows up to this many elements get gamma and beta tiled over the row once per op, so that
  * the codec's short rows (32 frames x 4 or 12 channels) are normalised in one flat loop over the row. */
@@ -878,82 +970,6 @@ static void conv_transpose(lmn_model *m, const lmn_op *op)
 
 /* ---------------------------------------------------------------- fused kernels */
 /* y[i] = codes[x[i] & 0xFF]: a code -> code table (in place if y == x); AVX2: eight lookups per gather */
-#if defined(LMN_PAIRS) && defined(__aarch64__)
-/* A code -> code table of 8-bit codes as 256 bytes in sixteen NEON registers (a gather of AArch64's table
- * lookups: four 64-byte vqtbl4q steps, each byte index answered by the one whose range holds it), and
- * how a byte widens back to its code: sign-extended (codes in [-128, 127]) or not ([0, 255]). */
-typedef struct {
-    uint8x16x4_t part[4];
-    int32x4_t widen;   /* 24 for signed codes (shifted up, then arithmetically down), 0 for unsigned */
-    int16x8_t widen16; /* the same for int16 lanes: 8 or 0 */
-} byte_table;
-
-/* 0 where some code is not an 8-bit value of one signedness (the scalar loops then serve) */
-static int byte_table_of(byte_table *t, const int32_t codes[256])
-{
-    uint8_t bytes[256];
-    int j, is_signed = 1, is_unsigned = 1;
-    for (j = 0; j < 256; j++) {
-        is_signed &= codes[j] >= -128 && codes[j] <= 127;
-        is_unsigned &= codes[j] >= 0 && codes[j] <= 255;
-        bytes[j] = (uint8_t)((uint32_t)codes[j] & 0xFFu);
-    }
-    for (j = 0; j < 4; j++)
-        t->part[j] = vld1q_u8_x4(bytes + 64 * j);
-    t->widen = vdupq_n_s32(is_signed ? 24 : 0);
-    t->widen16 = vdupq_n_s16(is_signed ? 8 : 0);
-    return is_signed || is_unsigned;
-}
-
-static inline uint8x16_t byte_lookup(const byte_table *t, uint8x16_t idx)
-{
-    uint8x16_t r = vqtbl4q_u8(t->part[0], idx); /* an index past a part's 64 bytes leaves its lane as it is */
-    r = vqtbx4q_u8(r, t->part[1], veorq_u8(idx, vdupq_n_u8(0x40)));
-    r = vqtbx4q_u8(r, t->part[2], veorq_u8(idx, vdupq_n_u8(0x80)));
-    return vqtbx4q_u8(r, t->part[3], veorq_u8(idx, vdupq_n_u8(0xC0)));
-}
-
-/* the codes of eight bytes as int16 */
-static inline int16x8_t byte_codes16(const byte_table *t, uint8x8_t b)
-{
-    int16x8_t v = vreinterpretq_s16_u16(vmovl_u8(b));
-    return vshlq_s16(vshlq_s16(v, t->widen16), vnegq_s16(t->widen16));
-}
-
-/* the codes of four bytes (lanes 4q .. 4q + 3 of b) */
-static inline int32x4_t byte_codes(const byte_table *t, uint16x8_t b16, int high)
-{
-    uint32x4_t u = high ? vmovl_high_u16(b16) : vmovl_u16(vget_low_u16(b16));
-    int32x4_t v = vreinterpretq_s32_u32(u);
-    return vshlq_s32(vshlq_s32(v, t->widen), vnegq_s32(t->widen));
-}
-#endif
-
-#if defined(LMN_PAIRS) && defined(__aarch64__)
-/* A norm row's quotient table (codes lo .. hi, hi - lo < 256, every quotient an int16) as the low and the
- * high bytes of its quotients, each in byte_table form (the widening fields unused); 0 where the row's
- * table is not of that kind. */
-static int quotient_byte_tables(const int32_t *q, int32_t lo, int32_t hi, byte_table *low, byte_table *high)
-{
-    uint8_t bytes[2][256];
-    int64_t j, n = (int64_t)hi - lo + 1;
-    if (n > 256)
-        return 0;
-    memset(bytes, 0, sizeof bytes);
-    for (j = 0; j < n; j++) {
-        if (q[j] < INT16_MIN || q[j] > INT16_MAX)
-            return 0;
-        bytes[0][j] = (uint8_t)((uint32_t)q[j] & 0xFFu);
-        bytes[1][j] = (uint8_t)(((uint32_t)q[j] >> 8) & 0xFFu);
-    }
-    for (j = 0; j < 4; j++) {
-        low->part[j] = vld1q_u8_x4(bytes[0] + 64 * j);
-        high->part[j] = vld1q_u8_x4(bytes[1] + 64 * j);
-    }
-    return 1;
-}
-#endif
-
 static void table_run(int32_t *y, const int32_t *x, int64_t n, const int32_t codes[256])
 {
     int64_t i = 0;
@@ -1096,17 +1112,11 @@ static void norm_apply_requant(const int32_t *x, int32_t *y, int64_t channels, i
         if (by_bytes) {
             const int32x4_t vg = vdupq_n_s32(g), vb = vdupq_n_s32(b);
             for (; t + 16 <= inner; t += 16) {
-                uint16x8_t i0 = vcombine_u16(vmovn_u32(vreinterpretq_u32_s32(vsubq_s32(vld1q_s32(xs + t), base))),
-                                             vmovn_u32(vreinterpretq_u32_s32(vsubq_s32(vld1q_s32(xs + t + 4), base))));
-                uint16x8_t i1 = vcombine_u16(vmovn_u32(vreinterpretq_u32_s32(vsubq_s32(vld1q_s32(xs + t + 8), base))),
-                                             vmovn_u32(vreinterpretq_u32_s32(vsubq_s32(vld1q_s32(xs + t + 12), base))));
-                uint8x16_t idx = vcombine_u8(vmovn_u16(i0), vmovn_u16(i1));
-                uint8x16_t l = byte_lookup(&q_low, idx), h = byte_lookup(&q_high, idx);
-                int16x8_t q0 = vreinterpretq_s16_u8(vzip1q_u8(l, h)), q1 = vreinterpretq_s16_u8(vzip2q_u8(l, h));
-                vst1q_s32(ys + t, vmlaq_s32(vb, vmovl_s16(vget_low_s16(q0)), vg));
-                vst1q_s32(ys + t + 4, vmlaq_s32(vb, vmovl_high_s16(q0), vg));
-                vst1q_s32(ys + t + 8, vmlaq_s32(vb, vmovl_s16(vget_low_s16(q1)), vg));
-                vst1q_s32(ys + t + 12, vmlaq_s32(vb, vmovl_high_s16(q1), vg));
+                int32x4_t q[4];
+                int l;
+                quotients16(&q_low, &q_high, xs + t, base, q);
+                for (l = 0; l < 4; l++)
+                    vst1q_s32(ys + t + 4 * l, vmlaq_s32(vb, q[l], vg));
             }
         }
 #endif
