@@ -1408,7 +1408,8 @@ static void pair_dot(int32_t *restrict acc, const int16_t *restrict xp, int64_t 
  * engine computes it (op->table[byte]): (code * scale) * (code < 0 ? slope : 1) in float32, since the code
  * is negative iff its value is (scale > 0) and v * 1 is v. */
 static inline void requant_byte_prelu(const int32_t *restrict acc, int shift, int32_t lo, int32_t hi, float scale,
-                                      float slope, unsigned char *restrict bytes, float *restrict pa)
+                                      float slope, unsigned char *restrict bytes, float *restrict pa,
+                                      float *restrict sums, int64_t first_frame, int64_t frames)
 {
     int32_t half = (int32_t)1 << (shift - 1);
     int r = 0;
@@ -1425,14 +1426,23 @@ static inline void requant_byte_prelu(const int32_t *restrict acc, int shift, in
         __m256 s = _mm256_blendv_ps(ones, vslope, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_setzero_si256(), v)));
         _mm_storel_epi64((__m128i *)(bytes + r),
                          _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
-        _mm256_storeu_ps(pa + r, _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v), vscale), s));
+        __m256 p = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v), vscale), s);
+        if (sums != NULL) { /* eight rows of one group: eight consecutive frames */
+            float *d = sums + (first_frame + r) % frames;
+            _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), p));
+        } else {
+            _mm256_storeu_ps(pa + r, p);
+        }
     }
 #endif
     for (; r < TILE; r++) {
         int32_t v = requant_one(acc[r], shift, half, lo, hi);
-        float s = v < 0 ? slope : 1.0f;
+        float s = v < 0 ? slope : 1.0f, p = ((float)v * scale) * s;
         bytes[r] = (unsigned char)((uint32_t)v & 0xFFu);
-        pa[r] = ((float)v * scale) * s;
+        if (sums != NULL)
+            sums[(first_frame + r) % frames] += p;
+        else
+            pa[r] = p;
     }
 }
 
@@ -1507,6 +1517,11 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
     for (t = 0; t < tiles; t++) { /* pass A */
         int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
         unsigned char *at = a + t * ch * TILE;
+#if defined(LMN_PAIRS) && defined(__AVX2__)
+        const int sum_in_epilogue = nr == TILE && frames % 8 == 0; /* each 8 rows: 8 frames of one group */
+#else
+        const int sum_in_epilogue = 0;
+#endif
 #ifdef LMN_PAIRS
         pairs_from_rows(xt, x_o + r0 * cin, nr, TILE, cin);
 #else
@@ -1535,8 +1550,12 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
                 tile_dot(acc, xt, cin, op->weights + co, ch);
             }
 #endif
+            if (shift1 >= 1 && shift1 <= 30 && sum_in_epilogue) {
+                requant_byte_prelu(acc, shift1, lo1, hi1, scale1, slope1, ac, pa, ms, r0, frames);
+                continue;
+            }
             if (shift1 >= 1 && shift1 <= 30) {
-                requant_byte_prelu(acc, shift1, lo1, hi1, scale1, slope1, ac, pa);
+                requant_byte_prelu(acc, shift1, lo1, hi1, scale1, slope1, ac, pa, NULL, 0, 1);
             } else {
                 requant_run(acc, TILE, shift1, lo1, hi1);
                 for (r = 0; r < TILE; r++) {
