@@ -15,9 +15,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from limuse_edge.data import layout
-from limuse_edge.data.voiceprint_table import read_voiceprint_table
+from limuse_edge.data.voiceprint_table import VOICEPRINT_SOURCES, read_voiceprint_table
 from limuse_runtime.contract import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VISUAL_DIM, VOICEPRINT_DIM, n_video_frames
-VOICEPRINT_SOURCES = ("target", "reference")
 _FRAME_SLACK = 2  # lip tracks a frame or two longer or shorter than the audio are trimmed or padded
 
 

@@ -7,6 +7,13 @@ x ranks + offset), so `--resume` continues the very stream it stopped in, and DD
 items. The physics and the cues are the corpus builder's own functions (spatial.spatialise / mix,
 cues.visual_features on the whole clean utterance, the pool's stored voiceprints), so a dynamic item
 is distributed like a corpus line, only never the same twice.
+
+As a board runs it: `no_face_fraction` of the items have no lip track at all, and `face_drop_fraction`
+of the others lose it from a random frame to the end (a face that leaves the camera). With
+`voiceprint_source="reference"` the voiceprint is another utterance of the target voice, as an
+enrolment recorded apart from the mixture is; "target" takes the very utterance being extracted (the
+paper's loader). These draws come from a generator of their own, so the mixtures themselves do not
+depend on them.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from limuse_edge.data.build import DISTANCE_RANGE_M, MAX_LAG_S, PEAK_RANGE, SNR_
 from limuse_edge.data.cues import visual_features
 from limuse_edge.data.pool import VOICEPRINT_FILE, read_pool
 from limuse_edge.data.spatial import mix, spatialise
+from limuse_edge.data.voiceprint_table import VOICEPRINT_SOURCES
 from limuse_runtime.contract import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VISUAL_DIM
 
 SILENT_PEAK = 1e-4
@@ -39,13 +47,21 @@ class DynamicMixDataset(Dataset):
     on the fly from the `role` voices of a speech pool. Indexable by any non-negative integer."""
 
     def __init__(self, pool_dir, segment_seconds: float, seed: int = 0, role: str = "train",
-                 no_face_fraction: float = 0.1):
+                 no_face_fraction: float = 0.1, face_drop_fraction: float = 0.0,
+                 voiceprint_source: str = "target"):
+        for name, value in (("no_face_fraction", no_face_fraction), ("face_drop_fraction", face_drop_fraction)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}: got {value}; expected a fraction in [0, 1]")
+        if voiceprint_source not in VOICEPRINT_SOURCES:
+            raise ValueError(f"voiceprint_source: got {voiceprint_source!r}; "
+                             f"expected one of {list(VOICEPRINT_SOURCES)}")
         pool = read_pool(pool_dir)
         samples = int(round(segment_seconds * SAMPLE_RATE))
         if samples <= 0 or samples % SAMPLES_PER_VIDEO_FRAME:
             raise ValueError(f"segment_seconds: got {segment_seconds}; expected a positive multiple of 0.04 s "
                              "(one 25 fps video frame)")
         self.segment, self.seed, self.no_face_fraction = samples, seed, no_face_fraction
+        self.face_drop_fraction, self.voiceprint_source = face_drop_fraction, voiceprint_source
         voiceprints = np.load(pool.root / VOICEPRINT_FILE, allow_pickle=False)
         self.voices: dict[str, list[_Utterance]] = {}
         for voice, entry in sorted(pool.role(role).items()):
@@ -79,6 +95,7 @@ class DynamicMixDataset(Dataset):
         seg, frames = self.segment, self.segment // SAMPLES_PER_VIDEO_FRAME
 
         face = rng.random() >= self.no_face_fraction
+        cue_rng = np.random.default_rng([self.seed, int(index), 1])  # enrolment and face loss, apart
         lag = float(np.clip(rng.normal(0, 0.02), -MAX_LAG_S, MAX_LAG_S))
         start_frame = int(rng.integers(0, max(0, (len(t_wave) - seg) // SAMPLES_PER_VIDEO_FRAME) + 1))
         t_crop = _fit(t_wave[start_frame * SAMPLES_PER_VIDEO_FRAME:], seg)
@@ -96,14 +113,27 @@ class DynamicMixDataset(Dataset):
             spatialise(i_crop, float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(*DISTANCE_RANGE_M))),
             float(rng.uniform(*SNR_RANGE_DB)))
         gain = float(rng.uniform(*PEAK_RANGE)) / np.abs(mixture).max()
+        if face and cue_rng.random() < self.face_drop_fraction:
+            visual = visual.copy()
+            visual[int(cue_rng.integers(0, frames)):] = 0.0
+        enrolment = self._enrolment(t_voice, target, cue_rng)
         return {
             "mixture": torch.from_numpy((mixture * gain).astype(np.float32)),
             "target": torch.from_numpy((t_image[0] * gain).astype(np.float32)),
-            "voiceprint": torch.from_numpy(target.voiceprint.astype(np.float32)),
+            "voiceprint": torch.from_numpy(enrolment.voiceprint.astype(np.float32)),
             "visual": torch.from_numpy(np.ascontiguousarray(visual, dtype=np.float32)),
             "has_face": torch.tensor(face),
             "name": f"{index}_{t_voice}-{target.name}_{i_voice}-{interferer.name}",
+            "enrolment": enrolment.name,
         }
+
+    def _enrolment(self, voice: str, target: _Utterance, rng: np.random.Generator) -> _Utterance:
+        """The utterance whose voiceprint guides the item: the target itself, or another of its voice
+        (the target itself only where the voice has a single usable utterance)."""
+        others = [u for u in self.voices[voice] if u.name != target.name]
+        if self.voiceprint_source == "target" or not others:
+            return target
+        return others[int(rng.integers(len(others)))]
 
 
 def _fit(wave: np.ndarray, n: int) -> np.ndarray:

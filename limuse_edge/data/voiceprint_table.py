@@ -15,6 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+# Where an item's voiceprint comes from: the utterance being extracted ("target", the paper's loader) or
+# another utterance of the same voice ("reference", an enrolment recorded apart, as on a board).
+VOICEPRINT_SOURCES = ("target", "reference")
+
 # (module, name) that numpy's own pickles reference, numpy 1.x (numpy.core) and 2.x (numpy._core).
 # None of them calls user code: they build an empty ndarray / dtype / scalar from plain data.
 _ALLOWED_GLOBALS = frozenset(

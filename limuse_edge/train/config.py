@@ -16,7 +16,9 @@ class TrainConfig:
     init_from: str | None = None  # a float checkpoint to fine-tune from (QAT)
     data: str = "data/corpus"  # a directory in the MC_Grid layout (its valid split validates)
     dynamic_mixing: str | None = None  # a speech pool (make-speech-pool): fresh train mixtures every step
-    voiceprint_source: str = "target"
+    voiceprint_source: str = "target"  # "reference": enrol from another utterance of the voice, as a board does
+    no_face_fraction: float = 0.1  # dynamic mixing: items with no lip track (a board has no face)
+    face_drop_fraction: float = 0.0  # dynamic mixing: items with a face that lose it part-way
     segment_seconds: float = 3.0
     batch_size: int = 4
     num_workers: int = 2
@@ -31,6 +33,8 @@ class TrainConfig:
     plateau_factor: float = 0.5
     early_stop_patience: int = 6
     max_minutes: float | None = None  # stop cleanly (checkpoint written) after this wall time
+    teacher: str | None = None  # QAT: a float checkpoint of the same preset to distil from (train/distill.py)
+    distill_weight: float = 0.0  # weight of -SI-SNR(student, teacher) in the loss
     calibration_batches: int = 8  # QAT: batches to initialise the activation quantizers
     out_dir: str = "runs/limuse_k32_float"
     seed: int = 0
@@ -65,8 +69,10 @@ class TrainConfig:
 
     def check_resumes(self, saved: dict, source: str) -> None:
         """Refuses to resume a run whose checkpoint was made under another configuration."""
-        mine = self.to_dict()
-        differ = {k: (saved.get(k), mine[k]) for k in mine if k not in self.RESUMABLE and saved.get(k) != mine[k]}
+        mine, defaults = self.to_dict(), TrainConfig().to_dict()
+        # a key the saved run predates had its default value there
+        differ = {k: (saved.get(k, defaults[k]), mine[k]) for k in mine
+                  if k not in self.RESUMABLE and saved.get(k, defaults[k]) != mine[k]}
         if differ:
             raise ValueError(f"--resume: {source} was trained with another configuration (saved vs now: "
                              f"{differ}); expected the same config, changing only {list(self.RESUMABLE)}")

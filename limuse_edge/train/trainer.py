@@ -17,8 +17,10 @@ from limuse_edge.config import get_preset
 from limuse_edge.model import LiMuSE
 from limuse_edge.pretrained.bundle import parent_record
 from limuse_edge.train.config import TrainConfig
+from limuse_edge.train.distill import DistillationLoss, check_distillation, file_digest, load_teacher
 from limuse_edge.train.fast_path import fast_path
 from limuse_runtime.contract import INPUT_NAMES, SAMPLE_RATE
+from limuse_runtime.voiceprint import VOICEPRINT_VERSION
 
 
 def model_inputs(model: LiMuSE, batch: dict, device) -> tuple:
@@ -116,8 +118,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
 def _train(cfg: TrainConfig, resume: bool) -> dict:
     from limuse_edge.data import MCGridDataset
-    from limuse_edge.metrics import neg_si_snr_loss
-
     dist = _Distributed()
     device = dist.device
     if cfg.threads:
@@ -129,16 +129,28 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
         raise FileNotFoundError(f"--resume: no checkpoint {str(last_path)!r} to resume from; "
                                 f"run once without --resume first")
 
+    check_distillation(cfg.teacher, cfg.distill_weight)
+    teacher_digest = file_digest(cfg.teacher) if cfg.teacher else None
     ckpt = read_checkpoint(last_path) if resume else None
     if ckpt is not None:  # before any work: a resumed run must be the run it continues
         cfg.check_resumes(ckpt.get("meta", {}).get("train_config", {}), str(last_path))
+        saved_digest = ckpt.get("meta", {}).get("teacher_sha256")
+        if saved_digest != teacher_digest:
+            raise ValueError(f"--resume: the teacher {cfg.teacher!r} is not the file {str(last_path)!r} was "
+                             f"trained with (sha256 {saved_digest} then, {teacher_digest} now); expected "
+                             "the same teacher checkpoint")
     model, needs_calibration = _build_model(cfg)
+    teacher = load_teacher(cfg.teacher, model.config).to(device) if cfg.teacher else None
+    loss_fn = DistillationLoss(teacher, cfg.distill_weight)
     if cfg.dynamic_mixing:
         from limuse_edge.data.dynamic import DynamicMixDataset
         if cfg.steps_per_epoch is None:
             raise ValueError("dynamic_mixing: the stream has no end; expected steps_per_epoch to say how many "
                              "steps make an epoch (one validation and checkpoint)")
-        train_set = DynamicMixDataset(cfg.dynamic_mixing, cfg.segment_seconds, seed=cfg.seed)
+        train_set = DynamicMixDataset(cfg.dynamic_mixing, cfg.segment_seconds, seed=cfg.seed,
+                                      no_face_fraction=cfg.no_face_fraction,
+                                      face_drop_fraction=cfg.face_drop_fraction,
+                                      voiceprint_source=cfg.voiceprint_source)
         train_loader = None  # made per epoch, from the step the epoch starts at
     else:
         train_set = MCGridDataset(cfg.data, "train", segment_seconds=cfg.segment_seconds,
@@ -173,7 +185,9 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
         writer = SummaryWriter(str(out / "tb"))
     # A resumed run keeps the parent it started from, whatever the bundle holds now.
     parent = ckpt.get("meta", {}).get("parent") if ckpt is not None else parent_record(cfg.init_from)
-    meta = {"train_config": cfg.to_dict(), **({"parent": parent} if parent else {})}
+    meta = {"train_config": cfg.to_dict(), "voiceprint_version": VOICEPRINT_VERSION,
+            **({"parent": parent} if parent else {}),
+            **({"teacher_sha256": teacher_digest} if teacher_digest else {})}
     started = time.monotonic()
     model.train()
     while state["epoch"] < cfg.epochs:
@@ -190,8 +204,9 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
         for i, batch in enumerate(batches):
             if i >= n_steps:
                 break
-            est = net(*model_inputs(model, batch, device))
-            loss = neg_si_snr_loss(est, batch["target"].to(device))
+            inputs = model_inputs(model, batch, device)
+            est = net(*inputs)
+            loss = loss_fn(est, batch["target"].to(device), inputs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -59,3 +59,35 @@ def test_a_pool_with_one_usable_voice_is_refused_before_training(speech_pool, tm
             sf.write(str(wav), np.zeros(16000), 16000, subtype="PCM_16")
     with pytest.raises(ValueError, match="1 train voice.*at least 2"):
         DynamicMixDataset(copy, segment_seconds=0.48)
+
+
+def test_no_face_and_face_drop_fractions(speech_pool):
+    none = DynamicMixDataset(speech_pool, segment_seconds=0.48, seed=1, no_face_fraction=1.0)
+    assert all(not none[i]["has_face"] and float(none[i]["visual"].abs().max()) == 0 for i in range(6))
+    dropped = DynamicMixDataset(speech_pool, segment_seconds=0.48, seed=1, no_face_fraction=0.0,
+                                face_drop_fraction=1.0)
+    kept = DynamicMixDataset(speech_pool, segment_seconds=0.48, seed=1, no_face_fraction=0.0)
+    for i in range(6):
+        d, k = dropped[i], kept[i]
+        assert torch.equal(d["mixture"], k["mixture"])  # the mixture does not depend on the cue draws
+        last = d["visual"].abs().sum(dim=1)
+        assert float(last[-1]) == 0 and float(k["visual"].abs().sum(dim=1)[-1]) > 0
+        nonzero = (last > 0).int()
+        assert torch.all(nonzero[1:] <= nonzero[:-1])  # lost from some frame to the end, never back
+    with pytest.raises(ValueError, match="no_face_fraction: got 1.5; expected a fraction in \\[0, 1\\]"):
+        DynamicMixDataset(speech_pool, segment_seconds=0.48, no_face_fraction=1.5)
+
+
+def test_reference_enrolment_is_another_utterance_of_the_target_voice(speech_pool):
+    ref = DynamicMixDataset(speech_pool, segment_seconds=0.48, seed=1, voiceprint_source="reference")
+    same = DynamicMixDataset(speech_pool, segment_seconds=0.48, seed=1)
+    table = np.load(speech_pool / "voiceprints.npz")
+    for i in range(8):
+        r, s = ref[i], same[i]
+        voice, utt = r["name"].split("_")[1].split("-", 1)
+        assert torch.equal(r["mixture"], s["mixture"]) and s["enrolment"] == utt
+        if len(ref.voices[voice]) > 1:
+            assert r["enrolment"] != utt
+        assert np.array_equal(r["voiceprint"].numpy(), table[f"train/{voice}/{r['enrolment']}"].astype(np.float32))
+    with pytest.raises(ValueError, match="voiceprint_source: got 'other'"):
+        DynamicMixDataset(speech_pool, segment_seconds=0.48, voiceprint_source="other")
