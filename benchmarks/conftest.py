@@ -49,6 +49,15 @@ class Results:
 
     table = staticmethod(markdown_table)
 
+    @staticmethod
+    def machine_line() -> str:
+        """When and where a report was measured: the date (UTC) and the CPU, for every report."""
+        import datetime
+
+        from machine import describe, machine
+        return (f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on "
+                f"{describe(machine())}.")
+
     def write(self, name: str, data: dict, markdown: str) -> tuple[Path, Path]:
         """Write <name>.json and <name>.md and print the markdown (shown with pytest -s)."""
         json_path, md_path = self.directory / f"{name}.json", self.directory / f"{name}.md"
