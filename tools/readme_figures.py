@@ -6,7 +6,7 @@ Every figure in README.md sits between two HTML comments (invisible once rendere
 
 - REPORT is the stem of a report: `quality` reads benchmarks/results/quality.json.
 - PATH walks into it: `.key`, `["key with . or spaces"]`, `[3]` (a list index) or `[field=value]`
-  (the one item of a list whose `field` reads `value`), e.g.
+  (the one item of a list whose `field` reads `value`; `[a=x&b=y]` matches several fields), e.g.
   `quality.unseen_voices.rows[model=limuse_k32_float].si_sdr`.
 - FILTERs, applied left to right: `/1e9` or `*100` (arithmetic), `int` (an integer grouped by thousands
   with spaces: 421 674 240), `met` (true -> met, false -> not met), `yes` (yes / no), `abs`, `mmss`
@@ -55,11 +55,12 @@ def _walk(data, path: str, spec: str):
                 raise FigureError(f"{spec}: no item [{i}]")
             data = data[i]
         else:
-            field, wanted = step["field"], step["wanted"]
-            found = [item for item in data if isinstance(item, dict) and str(item.get(field)) == wanted] \
-                if isinstance(data, list) else []
+            wanted = dict(c.split("=", 1) for c in f"{step['field']}={step['wanted']}".split("&"))
+            found = [item for item in data if isinstance(item, dict)
+                     and all(str(item.get(k)) == v for k, v in wanted.items())] if isinstance(data, list) else []
             if len(found) != 1:
-                raise FigureError(f"{spec}: {len(found)} items with {field}={wanted} (expected one)")
+                what = "&".join(f"{k}={v}" for k, v in wanted.items())
+                raise FigureError(f"{spec}: {len(found)} items with {what} (expected one)")
             data = found[0]
     return data
 
