@@ -1,5 +1,5 @@
-"""What a timing ran on: timings from different sessions may come from different CPUs (one session's
-machine had AVX-512 and VNNI, another's AVX2 alone), so every speed report names its CPU."""
+"""What a timing ran on: timings taken on different days may come from different CPUs (one machine had
+AVX-512 and VNNI, another AVX2 alone), so every speed report names its CPU."""
 from __future__ import annotations
 
 import os
