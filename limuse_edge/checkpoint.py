@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import io
+import json
 from pathlib import Path
 
 import torch
@@ -94,3 +95,18 @@ def load_state(model: LiMuSE, state_dict: dict, source: str = "state dict") -> N
     if missing or unexpected:
         raise CheckpointError(f"checkpoint: {source} does not fit the model: missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]}")
+
+
+def parent_record(init_from: str | None) -> dict | None:
+    """The record of the bundle a run starts from (the json beside its .pt), taken when the run starts
+    and kept in the run's checkpoints: a bundle made later chains from it, not from whatever json is
+    bundled by then (which may already hold this very run, and so count it twice)."""
+    if not init_from:
+        return None
+    meta_path = Path(init_from).with_suffix(".json")
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if "training" not in meta:
+        return None
+    return {k: meta.get(k) for k in ("name", "corpus_recipe", "training", "history")}

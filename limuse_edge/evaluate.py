@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from limuse_edge.model.limuse import model_inputs
 from limuse_edge.train.fast_path import fast_path
-from limuse_edge.train.trainer import model_inputs
 
 
 @torch.no_grad()

@@ -1,16 +1,17 @@
 """Quantization recipes: one declarative object decides how every conv and linear layer is built.
 
-The model asks the recipe for its layers; it never knows whether they are float or Brevitas layers.
-A quantized layer quantizes its own input (8-bit), its weights (b-bit), its bias (int32 at the
-input-scale x weight-scale) and its output (8-bit). The output quantizer is what lets onnxruntime fuse
-the exported QDQ pattern into QLinearConv / QGemm.
+The recipe is data (bit widths and options, its name, its dict form); the layers it asks for are built by
+the model's layer factory, limuse_edge/model/layers.py, so the model never knows whether they are float or
+Brevitas layers. A quantized layer quantizes its own input (8-bit), its weights (b-bit), its bias (int32
+at the input-scale x weight-scale) and its output (8-bit). The output quantizer is what lets onnxruntime
+fuse the exported QDQ pattern into QLinearConv / QGemm.
+
+This module imports no other module of the project (tests/test_layers.py).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-
-import torch.nn as nn
 
 _SPEC = re.compile(r"^w(?P<w>\d+)a(?P<a>\d+)(?P<opts>(-(pc|po2|stats|inorm|edge\d+))*)$")
 
@@ -78,40 +79,6 @@ class QuantRecipe:
     def from_dict(cls, d: dict) -> "QuantRecipe":
         return cls(**d)
 
-    # Layer factories. `edge` marks the first and last quantized layers.
-    def conv1d(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0, dilation=1,
-               groups=1, edge=False) -> nn.Module:
-        kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, bias=True)
-        if not self.quantized:
-            return nn.Conv1d(in_channels, out_channels, kernel_size, **kw)
-        from brevitas.nn import QuantConv1d
-        return QuantConv1d(in_channels, out_channels, kernel_size, **kw, **self._quant_kwargs(edge))
-
-    def linear(self, in_features, out_features, *, edge=False) -> nn.Module:
-        if not self.quantized:
-            return nn.Linear(in_features, out_features)
-        from brevitas.nn import QuantLinear
-        return QuantLinear(in_features, out_features, bias=True, **self._quant_kwargs(edge))
-
-    def group_norm(self, channels: int, channels_last: bool = False) -> nn.Module:
-        """One-group normalisation with per-channel affine: gLN on (B, C, T), or on channels-last
-        (B, T, C) data."""
-        if self.integer_norm:
-            from limuse_edge.model.integer_norm import IntegerGroupNorm
-            _, act_quant = _quantizers(self.per_channel, self.power_of_two, self.learned_weight_scale)
-            return IntegerGroupNorm(channels, -1 if channels_last else 1, act_quant, self.act_bits)
-        from limuse_edge.model.blocks import NORM_EPS, GroupNormChannelsLast
-        return GroupNormChannelsLast(channels) if channels_last else nn.GroupNorm(1, channels, eps=NORM_EPS)
-
-    def _quant_kwargs(self, edge: bool) -> dict:
-        from brevitas.quant import Int32Bias
-        weight_quant, act_quant = _quantizers(self.per_channel, self.power_of_two, self.learned_weight_scale)
-        bits = self.edge_bits if (edge and self.edge_bits is not None) else self.weight_bits
-        return dict(weight_quant=weight_quant, weight_bit_width=bits,
-                    input_quant=act_quant, input_bit_width=self.act_bits,
-                    output_quant=act_quant, output_bit_width=self.act_bits,
-                    bias_quant=Int32Bias, return_quant_tensor=False)
-
 
 FLOAT = QuantRecipe()
 W3A8 = QuantRecipe(weight_bits=3, act_bits=8)
@@ -121,7 +88,7 @@ def get_recipe(recipe: "str | QuantRecipe") -> QuantRecipe:
     return recipe if isinstance(recipe, QuantRecipe) else QuantRecipe.parse(recipe)
 
 
-def is_quant_layer(module: nn.Module) -> bool:
+def is_quant_layer(module: "torch.nn.Module") -> bool:
     from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
     return isinstance(module, QuantWeightBiasInputOutputLayer)
 
@@ -132,25 +99,7 @@ def is_quantizer_name(name: str) -> bool:
     return any(part.endswith("_quant") for part in name.split("."))
 
 
-def _quantizers(per_channel: bool, power_of_two: bool, learned: bool):
-    from brevitas.core.scaling import ScalingImplType
-    from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerChannelFloat, Int8WeightPerTensorFloat
-    from brevitas.quant.fixed_point import (Int8ActPerTensorFixedPoint, Int8WeightPerChannelFixedPoint,
-                                            Int8WeightPerTensorFixedPoint)
-    if power_of_two:
-        weight = Int8WeightPerChannelFixedPoint if per_channel else Int8WeightPerTensorFixedPoint
-        act = Int8ActPerTensorFixedPoint
-    else:
-        weight = Int8WeightPerChannelFloat if per_channel else Int8WeightPerTensorFloat
-        act = Int8ActPerTensorFloat
-    if learned:
-        weight = weight.let(scaling_impl_type=ScalingImplType.PARAMETER_FROM_STATS)
-    # IntQuant as Brevitas has it, with a one-pass fake quantization while training's fast kernels are on.
-    from limuse_edge.model.fast_quant import IntQuantFast
-    return weight.let(int_quant=IntQuantFast), act.let(int_quant=IntQuantFast)
-
-
-def calibrate(model: nn.Module, batches) -> None:
+def calibrate(model: "torch.nn.Module", batches) -> None:
     """Fit the activation quantizers of `model` (in place) on `batches`, each a dict of its keyword inputs.
     Untrained quantizers would otherwise export scales that were never fitted."""
     import torch

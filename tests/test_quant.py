@@ -1,10 +1,11 @@
-"""QuantRecipe: parsing, naming, and the layers it builds."""
+"""QuantRecipe: parsing, naming, and the layers the model's layer factory builds for it."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn as nn
 
+from limuse_edge.model import layers
 from limuse_edge.quant import FLOAT, W3A8, QuantRecipe, get_recipe, is_quant_layer
 
 
@@ -35,14 +36,14 @@ def test_unknown_or_out_of_range_recipes_are_refused(spec, message):
 
 
 def test_float_recipe_builds_plain_torch_layers():
-    conv, linear = FLOAT.conv1d(4, 8, 3), FLOAT.linear(4, 8)
+    conv, linear = layers.conv1d(FLOAT, 4, 8, 3), layers.linear(FLOAT, 4, 8)
     assert type(conv) is nn.Conv1d and type(linear) is nn.Linear
     assert not is_quant_layer(conv) and not is_quant_layer(linear)
 
 
 @pytest.mark.parametrize("spec, bits, levels", [("w3a8", 3, 7), ("w4a8", 4, 15)])
 def test_quantized_weights_take_the_symmetric_narrow_range_levels(spec, bits, levels):
-    layer = QuantRecipe.parse(spec).linear(32, 16)
+    layer = layers.linear(QuantRecipe.parse(spec), 32, 16)
     assert is_quant_layer(layer)
     quant_weight = layer.quant_weight()
     assert int(quant_weight.bit_width) == bits
@@ -52,24 +53,24 @@ def test_quantized_weights_take_the_symmetric_narrow_range_levels(spec, bits, le
 
 
 def test_per_channel_recipe_has_one_scale_per_output_channel():
-    layer = QuantRecipe.parse("w4a8-pc").conv1d(4, 8, 3)
+    layer = layers.conv1d(QuantRecipe.parse("w4a8-pc"), 4, 8, 3)
     assert layer.quant_weight().scale.numel() == 8
 
 
 def test_power_of_two_scales_are_exact_powers_of_two():
-    layer = QuantRecipe.parse("w4a8-po2").linear(16, 8)
+    layer = layers.linear(QuantRecipe.parse("w4a8-po2"), 16, 8)
     exponent = torch.log2(layer.quant_weight().scale)
     assert torch.equal(exponent, exponent.round())
 
 
 def test_edge_bits_apply_only_to_edge_layers():
     recipe = QuantRecipe.parse("w3a8-edge8")
-    assert int(recipe.conv1d(2, 8, 4, edge=True).quant_weight().bit_width) == 8
-    assert int(recipe.conv1d(2, 8, 4).quant_weight().bit_width) == 3
+    assert int(layers.conv1d(recipe, 2, 8, 4, edge=True).quant_weight().bit_width) == 8
+    assert int(layers.conv1d(recipe, 2, 8, 4).quant_weight().bit_width) == 3
 
 
 def test_quantized_layer_quantizes_its_output_to_8_bits():
-    layer = W3A8.linear(8, 4).eval()
+    layer = layers.linear(W3A8, 8, 4).eval()
     with torch.no_grad():
         y = layer(torch.randn(5, 8))
         scale = layer.output_quant.scale()

@@ -28,14 +28,16 @@ def test_the_blocker_does_block_torch():
     assert result.returncode != 0 and "blocked by the test" in result.stderr
 
 
-def test_limuse_edge_config_and_data_cues_import_without_torch():
+def test_limuse_edge_config_recipes_and_data_cues_import_without_torch():
     result = _run_without_torch("""
         import sys
         import limuse_edge
         from limuse_edge import PRESETS, ModelConfig, get_preset
         import limuse_edge.config, limuse_edge.data.cues, limuse_edge.data.layout
+        from limuse_edge.quant import QuantRecipe
         cfg = get_preset("tiny")
         assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+        assert QuantRecipe.parse("w3a8-po2-inorm").name == "w3a8-po2-inorm"
         assert "torch" not in sys.modules
         print("ok")
     """)

@@ -1,3 +1,3 @@
-from limuse_edge.model.limuse import LiMuSE
+from limuse_edge.model.limuse import LiMuSE, model_inputs
 
-__all__ = ["LiMuSE"]
+__all__ = ["LiMuSE", "model_inputs"]

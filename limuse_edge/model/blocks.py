@@ -1,5 +1,5 @@
-"""Building blocks of LiMuSE. Every conv/linear comes from the recipe, so one definition serves the
-float model and each quantized one."""
+"""Building blocks of LiMuSE. Every conv/linear/norm comes from the layer factory (model/layers.py) as the
+recipe asks, so one definition serves the float model and each quantized one."""
 from __future__ import annotations
 
 import torch
@@ -7,25 +7,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from limuse_edge.model import fast
+from limuse_edge.model import layers as factory
+# the norm's home is the layer factory; imported from here by profile.py, export/prepare.py and tests
+from limuse_edge.model.layers import NORM_EPS, GroupNormChannelsLast  # noqa: F401
 from limuse_edge.quant import QuantRecipe
-
-NORM_EPS = 1e-8
-
-
-class GroupNormChannelsLast(nn.Module):
-    """GroupNorm with one group on channels-last (batch, time, channels): statistics over time and
-    channels of each sample, per-channel affine. Same parameters as nn.GroupNorm(1, channels)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fast.active():
-            return fast.group_norm(x, self.weight, self.bias, -1, NORM_EPS)
-        return F.layer_norm(x, x.shape[-2:], eps=NORM_EPS) * self.weight + self.bias
-
 
 def per_frame(linear, x: torch.Tensor, *args) -> torch.Tensor:
     """`linear` (a layer, or F.linear with `args`) on channels-last x (..., features) as one 2-D GEMM.
@@ -67,13 +52,13 @@ class TAC(nn.Module):
                              f"as written (split_concat False)")
         self.groups = groups
         self.split_concat = not recipe.quantized if split_concat is None else split_concat
-        self.transform = recipe.linear(dim, 3 * hidden)
+        self.transform = factory.linear(recipe, dim, 3 * hidden)
         self.transform_act = nn.PReLU()
-        self.average = recipe.linear(3 * hidden, 3 * hidden)
+        self.average = factory.linear(recipe, 3 * hidden, 3 * hidden)
         self.average_act = nn.PReLU()
-        self.concat = recipe.linear(6 * hidden, dim)
+        self.concat = factory.linear(recipe, 6 * hidden, dim)
         self.concat_act = nn.PReLU()
-        self.norm = recipe.group_norm(dim, channels_last=True)
+        self.norm = factory.group_norm(recipe, dim, channels_last=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bk, t, _ = x.shape
@@ -97,14 +82,14 @@ class DepthwiseSeparableBlock(nn.Module):
 
     def __init__(self, dim: int, hidden: int, kernel_size: int, dilation: int, recipe: QuantRecipe):
         super().__init__()
-        self.expand = recipe.linear(dim, hidden)
+        self.expand = factory.linear(recipe, dim, hidden)
         self.expand_act = nn.PReLU()
-        self.expand_norm = recipe.group_norm(hidden, channels_last=True)
-        self.depthwise = recipe.conv1d(hidden, hidden, kernel_size, dilation=dilation,
-                                       padding=dilation * (kernel_size - 1) // 2, groups=hidden)
+        self.expand_norm = factory.group_norm(recipe, hidden, channels_last=True)
+        self.depthwise = factory.conv1d(recipe, hidden, hidden, kernel_size, dilation=dilation,
+                                        padding=dilation * (kernel_size - 1) // 2, groups=hidden)
         self.depthwise_act = nn.PReLU()
-        self.depthwise_norm = recipe.group_norm(hidden, channels_last=True)
-        self.project = recipe.linear(hidden, dim)
+        self.depthwise_norm = factory.group_norm(recipe, hidden, channels_last=True)
+        self.project = factory.linear(recipe, hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.expand_norm(fast.prelu(self.expand_act, per_frame(self.expand, x)))
@@ -139,7 +124,7 @@ class GCTCN(nn.Module):
             self.input_norm = nn.Identity()
             self.layers = nn.ModuleList(GCLayer(d, h, groups, kernel_size, dil, recipe) for dil in dilations)
         else:
-            self.input_norm = recipe.group_norm(dim)
+            self.input_norm = factory.group_norm(recipe, dim)
             self.layers = nn.ModuleList(DepthwiseSeparableBlock(dim, hidden, kernel_size, dil, recipe)
                                         for dil in dilations)
 

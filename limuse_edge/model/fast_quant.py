@@ -1,6 +1,6 @@
 """Brevitas's IntQuant with the one-pass fake quantization of model/fast.py while fast kernels are on.
 
-The recipe builds every quantizer with it (`int_quant=IntQuantFast`); it has no state of its own, so
+The layer factory (model/layers.py) builds every quantizer with it (`int_quant=IntQuantFast`); it has no state of its own, so
 checkpoints are those of plain IntQuant, and outside `fast_kernels()` (export, evaluation) it is IntQuant.
 """
 from __future__ import annotations

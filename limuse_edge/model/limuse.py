@@ -6,7 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from limuse_edge.config import ModelConfig
-from limuse_runtime.contract import VISUAL_DIM, VOICEPRINT_DIM
+from limuse_runtime.contract import MIXTURE, VISUAL, VISUAL_DIM, VOICEPRINT, VOICEPRINT_DIM, n_video_frames
+from limuse_edge.model import layers as factory
 from limuse_edge.model.blocks import GCTCN, ContextCodec
 from limuse_edge.quant import QuantRecipe, get_recipe
 
@@ -30,17 +31,17 @@ class LiMuSE(nn.Module):
         self.config = cfg = config
         self.recipe = recipe = get_recipe(recipe)
         n = cfg.n_filters
-        self.encoder = recipe.conv1d(cfg.mic_channels, n, cfg.filter_length, stride=cfg.hop, edge=True)
+        self.encoder = factory.conv1d(recipe, cfg.mic_channels, n, cfg.filter_length, stride=cfg.hop, edge=True)
         if "voiceprint" in cfg.cues:
-            self.voiceprint_encoder = recipe.conv1d(VOICEPRINT_DIM, n, 1)
+            self.voiceprint_encoder = factory.conv1d(recipe, VOICEPRINT_DIM, n, 1)
         if "visual" in cfg.cues:
-            self.visual_encoder = recipe.linear(VISUAL_DIM, n)
-        self.norm = recipe.group_norm(n)  # gLN
+            self.visual_encoder = factory.linear(recipe, VISUAL_DIM, n)
+        self.norm = factory.group_norm(recipe, n)  # gLN
         self.audio_stage = _stage(cfg, n, cfg.audio_hidden, cfg.audio_layers, cfg.audio_stacks,
                                   cfg.context_hidden, recipe)
         self.fusion_stage = _stage(cfg, cfg.fusion_dim, cfg.fusion_hidden, cfg.fusion_layers,
                                    cfg.fusion_stacks, cfg.fusion_context_hidden, recipe)
-        self.mask = recipe.conv1d(cfg.fusion_dim, n, 1, edge=True)
+        self.mask = factory.conv1d(recipe, cfg.fusion_dim, n, 1, edge=True)
         self.mask_activation = _MASK_ACTIVATIONS[cfg.mask_activation]()
         self.decoder = nn.ConvTranspose1d(n, 1, cfg.filter_length, stride=cfg.hop)
 
@@ -94,3 +95,29 @@ class LiMuSE(nn.Module):
             rank = 2 if name == "voiceprint" else 3
             if tensor.dim() != rank or tensor.shape[0] != b or tensor.shape[-1] != dim or tensor.shape[1] < 1:
                 raise ValueError(f"{name}: got shape {tuple(tensor.shape)}; expected {rank_desc}")
+
+
+def model_inputs(model: LiMuSE, batch: dict, device) -> tuple:
+    """The batch tensors the model takes, in forward's order; an absent cue is passed as None (the
+    adapter from a data loader's batch dict to forward, for the trainer and evaluate)."""
+    cues = model.config.cues
+    return (batch["mixture"].to(device),
+            batch["voiceprint"].to(device) if "voiceprint" in cues else None,
+            batch["visual"].to(device) if "visual" in cues else None)
+
+
+def example_inputs(model: LiMuSE, n_samples: int, seed: int = 0, batch: int = 1, *, scale: float = 0.1,
+                   video_frames: int | None = None, cues=None) -> dict[str, torch.Tensor]:
+    """Random inputs of the contract's shapes, {input name: tensor}: `n_samples` audio samples (normal,
+    times `scale`) and `video_frames` 25 fps frames (default: those of n_samples), drawn in the contract's
+    order from one generator seeded with `seed`. `cues`: the cue inputs to draw (default: the model's)."""
+    cfg = model.config
+    cues = cfg.cues if cues is None else cues
+    gen = torch.Generator().manual_seed(seed)
+    inputs = {MIXTURE: scale * torch.randn(batch, cfg.mic_channels, n_samples, generator=gen)}
+    if VOICEPRINT in cues:
+        inputs[VOICEPRINT] = torch.randn(batch, VOICEPRINT_DIM, generator=gen)
+    if VISUAL in cues:
+        frames = n_video_frames(n_samples) if video_frames is None else video_frames
+        inputs[VISUAL] = torch.randn(batch, frames, VISUAL_DIM, generator=gen)
+    return inputs

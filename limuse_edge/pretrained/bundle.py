@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from limuse_edge.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from limuse_edge.checkpoint import load_checkpoint, parent_record, read_checkpoint, save_checkpoint
 from limuse_edge.pretrained import HERE
 from limuse_runtime.contract import atomic_write_text
 
@@ -29,21 +29,6 @@ def bundle(checkpoint: str, last: str, name: str, data: str, corpus_recipe: str,
     save_checkpoint(HERE / f"{name}.pt", model, meta={k: meta[k] for k in ("name", "recipe", "corpus_recipe")})
     atomic_write_text(HERE / f"{name}.json", json.dumps(meta, indent=2))
     return meta
-
-
-def parent_record(init_from: str | None) -> dict | None:
-    """The record of the bundle a run starts from (the json beside its .pt), taken when the run starts
-    and kept in the run's checkpoints: a bundle made later chains from it, not from whatever json is
-    bundled by then (which may already hold this very run, and so count it twice)."""
-    if not init_from:
-        return None
-    meta_path = Path(init_from).with_suffix(".json")
-    if not meta_path.is_file():
-        return None
-    meta = json.loads(meta_path.read_text())
-    if "training" not in meta:
-        return None
-    return {k: meta.get(k) for k in ("name", "corpus_recipe", "training", "history")}
 
 
 def _continued(name: str, training: dict, history: list) -> tuple[dict, list]:

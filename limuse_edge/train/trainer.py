@@ -12,23 +12,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from limuse_edge import quant
-from limuse_edge.checkpoint import convert_recipe, load_checkpoint, load_state, read_checkpoint, save_checkpoint
+from limuse_edge.checkpoint import (convert_recipe, load_checkpoint, load_state, parent_record, read_checkpoint,
+                                    save_checkpoint)
 from limuse_edge.config import get_preset
 from limuse_edge.model import LiMuSE
-from limuse_edge.pretrained.bundle import parent_record
+from limuse_edge.model.limuse import model_inputs
 from limuse_edge.train.config import TrainConfig
 from limuse_edge.train.distill import DistillationLoss, check_distillation, file_digest, load_teacher
 from limuse_edge.train.fast_path import fast_path
 from limuse_runtime.contract import INPUT_NAMES, SAMPLE_RATE
 from limuse_runtime.voiceprint import VOICEPRINT_VERSION
-
-
-def model_inputs(model: LiMuSE, batch: dict, device) -> tuple:
-    """The batch tensors the model takes, in forward's order; an absent cue is passed as None."""
-    cues = model.config.cues
-    return (batch["mixture"].to(device),
-            batch["voiceprint"].to(device) if "voiceprint" in cues else None,
-            batch["visual"].to(device) if "visual" in cues else None)
 
 
 def calibration_batches(model: LiMuSE, loader, n_batches: int, device):
