@@ -86,7 +86,7 @@ def _case(preset: str, k32_source):
         model = ref.calibrated_po2_model("tiny", samples=samples, video_frames=n_video_frames(samples))
         source = {"model": "untrained, calibrated", "recipe": "w3a8-po2",
                   "source": "build_model('tiny', 'w3a8-po2') calibrated on 3 random inputs"}
-        return model, source, ref.example_inputs(model, samples, n_video_frames(samples), seed=1), "random (seed 1)"
+        return model, source, ref.golden_inputs(model, samples, n_video_frames(samples), seed=1), "random (seed 1)"
     model, source = k32_source
     return model, source, demo_inputs(samples)[0], f"bundled demo sample, first {samples} samples"
 

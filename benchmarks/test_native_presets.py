@@ -15,7 +15,7 @@ import time
 
 import pytest
 import torch
-from golden_reference import example_inputs, export_qonnx
+from golden_reference import export_qonnx, golden_inputs
 
 from limuse_runtime.contract import VOICEPRINT, n_video_frames
 
@@ -41,8 +41,8 @@ def _calibrated(preset: str):
         keep = {"mixture"} | {VOICEPRINT if c == "voiceprint" else c for c in model.config.cues}
         return {k: v for k, v in inputs.items() if k in keep}
 
-    calibrate(model, [cued(example_inputs(model, SAMPLES, frames, seed=100 + s)) for s in range(2)])
-    return model.eval(), cued(example_inputs(model, SAMPLES, frames, seed=1))
+    calibrate(model, [cued(golden_inputs(model, SAMPLES, frames, seed=100 + s)) for s in range(2)])
+    return model.eval(), cued(golden_inputs(model, SAMPLES, frames, seed=1))
 
 
 @pytest.mark.slow(reason="eight paper presets exported to QONNX and checked tensor by tensor, about 5 min")

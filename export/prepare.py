@@ -16,7 +16,8 @@ import torch.nn as nn
 
 from limuse_edge.model import LiMuSE
 from limuse_edge.model.blocks import NORM_EPS, GroupNormChannelsLast
-from limuse_runtime.contract import INPUT_NAMES, MIXTURE, VISUAL, VISUAL_DIM, VOICEPRINT, VOICEPRINT_DIM, n_video_frames
+from limuse_edge.model.limuse import example_inputs  # noqa: F401 (the export's example inputs)
+from limuse_runtime.contract import INPUT_NAMES, MIXTURE
 
 
 class MeanVarianceGroupNorm(nn.Module):
@@ -67,16 +68,3 @@ def _substituted(module: nn.Module) -> nn.Module:
     copied._modules = children
     copied.training = False
     return copied
-
-
-def example_inputs(model: LiMuSE, n_samples: int, seed: int = 0, batch: int = 1) -> dict[str, torch.Tensor]:
-    """Random inputs of the contract's shapes: `n_samples` audio samples and the matching 25 fps frames."""
-    cfg = model.config
-    gen = torch.Generator().manual_seed(seed)
-    inputs = {MIXTURE: 0.1 * torch.randn(batch, cfg.mic_channels, n_samples, generator=gen)}
-    if VOICEPRINT in cfg.cues:
-        inputs[VOICEPRINT] = torch.randn(batch, VOICEPRINT_DIM, generator=gen)
-    if VISUAL in cfg.cues:
-        inputs[VISUAL] = torch.randn(batch, n_video_frames(n_samples), VISUAL_DIM, generator=gen)
-    return inputs
-

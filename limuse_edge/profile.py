@@ -19,9 +19,10 @@ import torch.nn as nn
 
 from limuse_edge.model import LiMuSE
 from limuse_edge.model.blocks import TAC, ContextCodec, GroupNormChannelsLast
+from limuse_edge.model.limuse import example_inputs
 from limuse_edge.model.integer_norm import IntegerGroupNorm
 from limuse_edge.quant import is_quant_layer, is_quantizer_name
-from limuse_runtime.contract import SAMPLE_RATE, VISUAL_DIM, VOICEPRINT_DIM, n_video_frames
+from limuse_runtime.contract import SAMPLE_RATE
 
 FLOAT_BITS = 32
 MIB = 2 ** 20
@@ -148,16 +149,6 @@ def ideal_size_bits(model: LiMuSE) -> int:
 
 # --- the profile ----------------------------------------------------------------------------------
 
-def example_inputs(model: LiMuSE, n_samples: int, seed: int = 0) -> tuple:
-    """Batch-1 inputs of `n_samples` audio samples and the matching number of 25 fps video frames."""
-    cfg = model.config
-    gen = torch.Generator().manual_seed(seed)
-    mixture = torch.randn(1, cfg.mic_channels, n_samples, generator=gen)
-    voiceprint = torch.randn(1, VOICEPRINT_DIM, generator=gen) if "voiceprint" in cfg.cues else None
-    visual = torch.randn(1, n_video_frames(n_samples), VISUAL_DIM, generator=gen) if "visual" in cfg.cues else None
-    return mixture, voiceprint, visual
-
-
 def as_written(model: LiMuSE) -> LiMuSE:
     """A copy that computes the network as the spec writes it. The float TAC takes an exact shortcut
     (the mean's half of its output layer once per frame, not once per group) that bypasses the layer's
@@ -199,7 +190,7 @@ def counted_forward(model: LiMuSE, n_samples: int) -> dict[str, tuple[int, int]]
             if counter is not None:
                 sub.register_forward_hook(hook_for(part, counter))  # on a throw-away copy
     with torch.no_grad():
-        model(*example_inputs(model, n_samples))
+        model(**example_inputs(model, n_samples, scale=1.0))
     return totals
 
 

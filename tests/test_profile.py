@@ -20,7 +20,7 @@ def test_core_macs_equal_torch_flop_counter(variant):
     quantized = LiMuSE(cfg, "w3a8").eval()
     counter = FlopCounterMode(display=False)
     with counter:  # FlopCounterMode needs autograd on for Brevitas layers
-        quantized(*example_inputs(quantized, 1001))
+        quantized(**example_inputs(quantized, 1001))
     expected = counter.get_total_flops() // 2
     assert profile_model(quantized, 1001).macs_core == expected
     assert profile_model(LiMuSE(cfg), 1001).macs_core == expected
@@ -31,7 +31,7 @@ def test_the_float_tac_shortcut_does_fewer_macs_than_written():
     model = build_model("tiny").eval()
     counter = FlopCounterMode(display=False)
     with counter:  # FlopCounterMode needs autograd on for Brevitas layers
-        model(*example_inputs(model, 1001))
+        model(**example_inputs(model, 1001))
     assert counter.get_total_flops() // 2 < profile_model(model, 1001).macs_core
 
 

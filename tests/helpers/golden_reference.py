@@ -9,7 +9,9 @@ import torch
 
 from limuse_export.golden_check import (brevitas_codes, compare_codes, hook_quant_layers,  # noqa: F401
                                         layer_names, same_layout)
-from limuse_runtime.contract import MIXTURE, VISUAL, VISUAL_DIM, VOICEPRINT, VOICEPRINT_DIM, n_video_frames
+from limuse_edge.metrics import si_sdr as _si_sdr
+from limuse_edge.model.limuse import example_inputs
+from limuse_runtime.contract import MIXTURE, VISUAL, VOICEPRINT, n_video_frames
 
 SAMPLES, VIDEO_FRAMES = 800, 10
 INT32_MAX = 2 ** 31 - 1
@@ -23,16 +25,14 @@ def calibrated_po2_model(preset: str, recipe: str = "w3a8-po2", passes: int = 3,
     from limuse_edge.quant import calibrate
     torch.manual_seed(0)
     model = build_model(preset, recipe).eval()
-    calibrate(model, [example_inputs(model, samples, video_frames, seed=100 + seed) for seed in range(passes)])
+    calibrate(model, [golden_inputs(model, samples, video_frames, seed=100 + seed) for seed in range(passes)])
     return model.eval()
 
 
-def example_inputs(model, samples: int = SAMPLES, video_frames: int = VIDEO_FRAMES, seed: int = 0) -> dict:
-    """{input name: tensor}, batch 1, in the ONNX contract's names."""
-    g = torch.Generator().manual_seed(seed)
-    return {MIXTURE: 0.3 * torch.randn(1, model.config.mic_channels, samples, generator=g),
-            VOICEPRINT: torch.randn(1, VOICEPRINT_DIM, generator=g),
-            VISUAL: torch.randn(1, video_frames, VISUAL_DIM, generator=g)}
+def golden_inputs(model, samples: int = SAMPLES, video_frames: int = VIDEO_FRAMES, seed: int = 0) -> dict:
+    """{input name: tensor}, batch 1, in the ONNX contract's names: the model's example inputs
+    (limuse_edge.model.limuse.example_inputs) at amplitude 0.3, `video_frames` frames, every input drawn."""
+    return example_inputs(model, samples, seed, scale=0.3, video_frames=video_frames, cues=(VOICEPRINT, VISUAL))
 
 
 def export_qonnx(model, inputs: dict, path):
@@ -49,7 +49,7 @@ def calibrated_qonnx(path, preset: str = "tiny", recipe: str = "w3a8-po2", sampl
     """(model, inputs, path): calibrated_po2_model, example inputs of that length (seed `seed`) and the
     project's QONNX export of the model at their shape, written to `path`."""
     model = calibrated_po2_model(preset, recipe, samples=samples, video_frames=video_frames)
-    inputs = example_inputs(model, samples, video_frames, seed=seed)
+    inputs = golden_inputs(model, samples, video_frames, seed=seed)
     return model, inputs, export_qonnx(model, inputs, path)
 
 
@@ -70,9 +70,5 @@ def demo_inputs(samples: int) -> tuple[dict, np.ndarray]:
 
 
 def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """Zero-mean scale-invariant SDR in dB (the paper's convention), float64."""
-    e = np.asarray(estimate, np.float64).ravel()
-    r = np.asarray(reference, np.float64).ravel()
-    e, r = e - e.mean(), r - r.mean()
-    target = (e @ r) / (r @ r) * r
-    return float(10 * np.log10((target @ target) / max(((e - target) @ (e - target)), 1e-30)))
+    """limuse_edge.metrics.si_sdr of one signal against another (any shapes of the same size), as a float."""
+    return float(_si_sdr(np.ravel(estimate), np.ravel(reference)))

@@ -158,7 +158,7 @@ def tiny_variant_qonnx(tmp_path_factory):
     """tiny -inorm without the voiceprint cue and without the context codec (the no_vp / no_cc rows' code
     paths: two graph inputs, the GC-TCN at full frame rate)."""
     import torch
-    from golden_reference import example_inputs, export_qonnx
+    from golden_reference import export_qonnx, golden_inputs
     from native_inputs import VIDEO_FRAMES
 
     from limuse_edge.checkpoint import build_model
@@ -171,8 +171,8 @@ def tiny_variant_qonnx(tmp_path_factory):
     def without_voiceprint(inputs):
         return {k: v for k, v in inputs.items() if k != "voiceprint"}
 
-    calibrate(model, [without_voiceprint(example_inputs(model, SAMPLES, VIDEO_FRAMES, seed=100 + s)) for s in range(2)])
-    inputs = without_voiceprint(example_inputs(model.eval(), SAMPLES, VIDEO_FRAMES, seed=1))
+    calibrate(model, [without_voiceprint(golden_inputs(model, SAMPLES, VIDEO_FRAMES, seed=100 + s)) for s in range(2)])
+    inputs = without_voiceprint(golden_inputs(model.eval(), SAMPLES, VIDEO_FRAMES, seed=1))
     path = export_qonnx(model, inputs, tmp_path_factory.mktemp("native_variant") / "tiny_no_vp_no_cc.qonnx.onnx")
     return path, {k: v.numpy() for k, v in inputs.items()}
 
