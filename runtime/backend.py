@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from limuse_runtime.contract import (INPUT_NAMES, MIXTURE, OUTPUT_NAME, VISUAL, VISUAL_DIM, VOICEPRINT, ModelContract,
-                                     check_inputs, n_video_frames)
+                                     check_inputs, check_threads, n_video_frames)
 from limuse_runtime.errors import InputError
 
 
@@ -20,8 +20,7 @@ def session_options(threads: int, optimized_model_path: str | None = None,
                     profile_prefix: str | None = None) -> ort.SessionOptions:
     """EXTENDED: the QDQ -> QLinearConv / QGemm fusions happen from this level on. ALL adds the NCHWc layout
     transformer, which inserts reorders around every Conv of this network and measured slower."""
-    if threads < 1:
-        raise InputError(f"threads: got {threads}; expected a positive integer")
+    check_threads(threads)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     opts.intra_op_num_threads = threads
@@ -83,4 +82,9 @@ class OrtSeparator:
             if visual is None:  # no face: the published convention is an all-zero track
                 visual = np.zeros((n_video_frames(mixture.shape[1]), VISUAL_DIM), np.float32)
             feeds[VISUAL] = np.ascontiguousarray(visual[None], dtype=np.float32)
-        return self.session.run([OUTPUT_NAME], feeds)[0][0]
+        try:
+            return self.session.run([OUTPUT_NAME], feeds)[0][0]
+        except Exception as exc:  # ORT's own exception types: a graph that fails on these inputs
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"model: {str(self.path)!r} failed on a window of {mixture.shape[1]} samples "
+                             f"({first_line[:160]}); expected an exported LiMuSE graph") from None

@@ -7,11 +7,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
 import time
 
-from limuse_runtime.errors import InputError
+from limuse_runtime.errors import ArgumentParser, InputError
 
 # Other tools of the runtime register here: name -> "module:function", called with the remaining argv
 # and returning an exit code. The module is imported only when its sub-command is used.
@@ -25,24 +29,73 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
         return dispatch(argv[0], argv[1:])
-    return run(argv)
+    with interruptible("limuse-run") as stopped:
+        try:
+            return run(argv)
+        except Interrupted:
+            return stopped()
+
+
+class Interrupted(BaseException):
+    """SIGTERM, SIGHUP or SIGINT during a run. A BaseException, so that no `except Exception` swallows it:
+    it unwinds through every `with` (atomic_path deletes the partial output, TemporaryDirectory the
+    converted copy of the input) to the CLI, which exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def interruptible(prog: str):
+    """Within the block the stop signals raise Interrupted (once: a second signal during the clean-up is
+    ignored, so the clean-up finishes). Yields stopped(): prints the one line and returns 128 + signal."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        if received:
+            return
+        received.append(signum)
+        raise Interrupted(signum)
+
+    def stopped() -> int:
+        name = signal.Signals(received[0]).name if received else "a signal"
+        print(f"{prog}: stopped by {name}; no output written", file=sys.stderr)
+        return 128 + (received[0] if received else signal.SIGTERM)
+
+    if threading.current_thread() is not threading.main_thread():  # signal handlers: main thread only
+        yield stopped
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield stopped
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def dispatch(name: str, argv: list[str]) -> int:
     module_name, function_name = SUBCOMMANDS[name].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            print(f"limuse-run {name}: error: {module_name} is not installed; expected the package "
-                  f"that provides it", file=sys.stderr)
+    # a sub-command's optional dependency (golden: the onnx package) may be imported at its start or later
+    with interruptible(f"limuse-run {name}") as stopped:
+        try:
+            module = importlib.import_module(module_name)
+            return int(getattr(module, function_name)(argv) or 0)
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "").split(".")[0]
+            extra = ' (pip install "./runtime[golden]")' if missing == "onnx" else ""
+            print(f"limuse-run {name}: error: the Python package {missing or exc.name!r} is not installed; "
+                  f"expected it for this sub-command{extra}", file=sys.stderr)
             return 2
-        raise
-    return int(getattr(module, function_name)(argv) or 0)
+        except Interrupted:
+            return stopped()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="limuse-run", description=__doc__.splitlines()[0],
+    parser = ArgumentParser(prog="limuse-run", description=__doc__.splitlines()[0],
                                      epilog=f"sub-commands: {', '.join(SUBCOMMANDS)}")
     parser.add_argument("--model", required=True,
                         help="exported <name>.int8.onnx, <name>.float.onnx or <name>.packed.bin (native engine)")
@@ -50,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--voiceprint", help="(512,) .npy speaker embedding; required unless the model has no VP")
     parser.add_argument("--visual", help="(frames, 256) .npy lip features at 25 fps; missing means no face")
     parser.add_argument("--out", required=True, help="output wav (mono, 16 kHz, float)")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads of the engine (default 1; at most the machine's CPU count)")
     parser.add_argument("--resample", action="store_true", help="convert a mixture at another rate (>= 8 kHz) to 16 kHz")
     parser.add_argument("--channels", help="the microphones to use of a wider array, e.g. 0,1 (indices from 0)")
     parser.add_argument("--window", type=float, default=None, help="window length in seconds (default 3.0)")
@@ -58,12 +112,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: BaseException) -> str:
+    """The message on one line, whatever a library put into it."""
+    return " ".join(str(exc).split())
+
+
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
+        # everything that needs no model first: a bad flag or path costs nothing and destroys nothing
+        from limuse_runtime.contract import (check_output_path, check_threads, load_visual, load_voiceprint,
+                                             probe_output_dir)
+        check_threads(args.threads)
+        from limuse_runtime.streaming import WindowPlan
+        for name, value in (("window", args.window), ("overlap", args.overlap)):
+            if value is not None:
+                WindowPlan.check_seconds(name, value)
+        check_output_path(args.out, (args.mixture, args.voiceprint, args.visual, args.model))
+        out_dir = os.path.dirname(args.out) or "."
+        if not os.path.isdir(out_dir):
+            raise InputError(f"out: directory {out_dir!r} does not exist; expected a path to a .wav file in an "
+                             f"existing directory")
+        probe_output_dir(args.out)
         # onnxruntime is imported only for an ONNX model: the golden and native engines do without it
         # (20 MB of the native run's peak memory).
-        from limuse_runtime.contract import load_visual, load_voiceprint
         from limuse_runtime.streaming import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S, WindowPlan, separate_file
         from limuse_runtime.native.binding import is_packed_model, native_separator
         if is_packed_model(args.model):  # <name>.packed.bin: the native integer engine (runtime/native)
@@ -77,18 +149,22 @@ def run(argv: list[str]) -> int:
         visual = load_visual(args.visual) if args.visual else None
         if voiceprint is None and separator.contract.has_voiceprint:
             raise InputError("voiceprint: missing; this model expects --voiceprint, a .npy of shape (512,)")
-        from limuse_runtime.recording import model_input, parse_channels
+        from limuse_runtime.recording import model_input, parse_channels, wav_missing_bytes
         channels = parse_channels(args.channels) if args.channels else None
         if channels is not None and len(channels) != separator.contract.mic_channels:
             raise InputError(f"--channels: got {len(channels)} channel(s); this model expects "
                              f"{separator.contract.mic_channels} microphones")
+        truncated = wav_missing_bytes(args.mixture)
         started = time.perf_counter()
         with model_input(args.mixture, channels, args.resample) as mixture:
             duration = separate_file(separator, separator.contract, mixture, args.out, voiceprint, visual, plan)
         wall = time.perf_counter() - started
     except InputError as exc:
-        print(f"limuse-run: error: {exc}", file=sys.stderr)
+        print(f"limuse-run: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    if truncated:  # README: a cut-off recording is processed as far as it goes, with this one warning
+        print(f"limuse-run: warning: mixture {args.mixture!r} is truncated: its data chunk declares {truncated[0]} "
+              f"bytes and the last {truncated[1]} are missing; processed the samples present", file=sys.stderr)
     print(f"duration {duration:.2f} s  wall {wall:.3f} s  RTF {wall / duration:.4f}  -> {args.out}")
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,9 @@ def load_voiceprint(path: "str | Path") -> np.ndarray:
         array = array[0]
     if array.shape != (VOICEPRINT_DIM,):
         raise InputError(f"voiceprint: got shape {array.shape} in {str(path)!r}; expected ({VOICEPRINT_DIM},)")
+    if not np.any(array):  # what a failed or skipped enrolment leaves; the model would run on no speaker
+        raise InputError(f"voiceprint: all {VOICEPRINT_DIM} values in {str(path)!r} are zero, which names no "
+                         f"speaker; expected a speaker embedding (limuse-run enroll writes one)")
     return array
 
 
@@ -129,20 +133,93 @@ def _load_npy(path: "str | Path", name: str, shape: str) -> np.ndarray:
 @contextlib.contextmanager
 def atomic_path(path: "str | Path", suffix: str = "") -> Iterator[Path]:
     """Yields a temporary path beside `path`; renames it onto `path` when the block succeeds and deletes
-    it otherwise, so a failed write never leaves a partial file. The file gets the permissions a plain
-    open() would give (0666 less the umask), not mkstemp's 0600. `suffix` keeps an extension that a
-    writer reads the format from (soundfile: ".wav")."""
+    it otherwise, so a failed write never leaves a partial file. Replacing an existing file keeps that
+    file's permission bits; a new file gets what a plain open() would give (0666 less the umask), not
+    mkstemp's 0600. `suffix` keeps an extension that a writer reads the format from (soundfile: ".wav").
+    A path that cannot be written (a directory, a read-only or special file system, a name too long)
+    raises InputError before the block runs."""
     path = Path(path)
+    check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode) if path.is_file() else 0o666 & ~_umask()
+        # the name is cut so that the temporary name stays within NAME_MAX when `path`'s own name does
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise InputError(f"out: cannot write in {str(path.parent)!r} ({exc.strerror}); expected a writable "
+                         f"directory") from None
     tmp = Path(tmp)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, mode)
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise InputError(f"out: cannot write {str(path)!r} ({exc.strerror}); expected a writable file "
+                             f"path") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_threads(threads: int) -> None:
+    """1 .. the CPU count, for every backend: more threads than cores only contend (onnxruntime with 1000
+    threads did not finish 3 s of audio in 300 s)."""
+    cpus = os.cpu_count() or 1
+    if not 1 <= threads <= cpus:
+        raise InputError(f"threads: got {threads}; expected a positive integer of at most {cpus} (the CPUs of "
+                         f"this machine)")
+
+
+def check_output_path(path: "str | Path", inputs: "tuple | list" = ()) -> None:
+    """Raises InputError unless `path` names a file that can be created or replaced, and is none of the
+    `inputs` (also through a symbolic or hard link): checked before a computation, so that a bad path
+    costs nothing and an input is never overwritten by its own result."""
+    text = str(path)
+    expected = "expected a path to a new or replaceable file in an existing, writable directory"
+    if not text or text.endswith(os.sep):
+        raise InputError(f"out: {text!r} is not a file name; {expected}")
+    path = Path(path)
+    try:  # the name first: stat() of a name beyond NAME_MAX fails with ENAMETOOLONG
+        name_max = os.pathconf(path.parent if str(path.parent) else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if len(os.fsencode(path.name)) > name_max:
+        raise InputError(f"out: the file name is {len(os.fsencode(path.name))} bytes long, more than the "
+                         f"{name_max} its file system allows; {expected}")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise InputError(f"out: {text!r} cannot be used ({exc.strerror}); {expected}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise InputError(f"out: {text!r} is a directory; {expected}")
+    if mode is not None and not stat.S_ISREG(mode):  # a device, FIFO or socket: never replaced by a file
+        raise InputError(f"out: {text!r} exists and is not a regular file; {expected}")
+    for other in inputs:
+        if other is None:
+            continue
+        try:
+            same = os.path.samefile(path, other)
+        except OSError:  # either does not exist (yet): they cannot be one file
+            same = False
+        if same:
+            raise InputError(f"out: {text!r} is the input {str(other)!r} (the same file); expected a different "
+                             f"output path, so that the input is not overwritten")
+
+
+def probe_output_dir(path: "str | Path") -> None:
+    """Raises InputError unless a file can be created beside `path` (a read-only mount, /proc, a full
+    inode table): a temporary file is made and removed at once."""
+    parent = Path(path).parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".limuse_probe.", dir=parent)
+    except OSError as exc:
+        raise InputError(f"out: cannot write in {str(parent)!r} ({exc.strerror}); expected a writable "
+                         f"directory") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def atomic_write_bytes(path: "str | Path", data: bytes) -> None:

@@ -16,15 +16,16 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from limuse_runtime.contract import SAMPLE_RATE, atomic_path
-from limuse_runtime.errors import InputError
+from limuse_runtime.contract import SAMPLE_RATE, atomic_path, check_output_path, probe_output_dir
+from limuse_runtime.errors import ArgumentParser, InputError
+from limuse_runtime.recording import wav_missing_bytes
 
 MIN_REFERENCE_S = 0.5
 SILENT_PEAK = 10 ** (-60 / 20)  # -60 dBFS: digital silence or a muted microphone
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="limuse-run enroll", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="limuse-run enroll", description=__doc__.splitlines()[0])
     parser.add_argument("--reference", required=True, nargs="+", help="mono wav(s) of the speaker alone, >= 0.5 s")
     parser.add_argument("--out", required=True, help="output .npy, shape (512,) float32")
     parser.add_argument("--resample", action="store_true", help="convert references that are not 16 kHz")
@@ -79,17 +80,26 @@ def enroll(waves: list[np.ndarray], names: list[str]) -> np.ndarray:
 def run_enroll_cli(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_output_path(args.out, args.reference)
         out = Path(args.out)
         if not out.parent.is_dir():
             raise InputError(f"out: directory {str(out.parent)!r} does not exist; expected a path to a .npy file "
                              f"in an existing directory")
+        probe_output_dir(out)
         waves = [read_reference(path, args.resample) for path in args.reference]
         vector = enroll(waves, list(args.reference))
         with atomic_path(out, suffix=".npy") as tmp:
             np.save(tmp, vector, allow_pickle=False)
     except InputError as exc:
-        print(f"limuse-run enroll: error: {exc}", file=sys.stderr)
+        print(f"limuse-run enroll: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    for path in args.reference:
+        truncated = wav_missing_bytes(path)
+        if truncated:  # README: a cut-off recording is used as far as it goes, with this one warning
+            print(f"limuse-run enroll: warning: reference {path!r} is truncated: its data chunk declares "
+                  f"{truncated[0]} bytes and the last {truncated[1]} are missing; used the samples present",
+                  file=sys.stderr)
+            break
     total = sum(len(w) for w in waves) / SAMPLE_RATE
     print(f"voiceprint of {len(waves)} reference(s), {total:.1f} s of audio -> {out}")
     return 0

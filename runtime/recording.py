@@ -9,6 +9,7 @@ Without these options a mismatching file is refused, and the message names the o
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -77,15 +78,47 @@ def model_input(path: "str | Path", channels: "tuple[int, ...] | None", resample
         yield converted
 
 
+def wav_missing_bytes(path: "str | Path") -> "tuple[int, int] | None":
+    """(declared, missing) bytes of a RIFF/WAVE file's data chunk whose end is cut off (a recorder that
+    stopped mid-write); None for an intact file, a file that is not RIFF/WAVE, or a data size left open by
+    a streaming writer (0 or 0xFFFFFFFF). libsndfile reads such a file up to where it ends, silently."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            header = f.read(12)
+            if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+                return None
+            at = 12
+            while at + 8 <= size:
+                f.seek(at)
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                tag, length = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if tag == b"data":
+                    if length in (0, 0xFFFFFFFF):
+                        return None
+                    missing = at + 8 + length - size
+                    return (length, missing) if missing > 0 else None
+                at += 8 + length + (length & 1)
+    except OSError:
+        return None
+    return None
+
+
 def _convert(source: Path, target: Path, rate: int, channels: list[int]) -> None:
     stream = None
     if rate != SAMPLE_RATE:
         import soxr
         stream = soxr.ResampleStream(rate, SAMPLE_RATE, len(channels), dtype="float32", quality="HQ")
-    with sf.SoundFile(str(target), "w", samplerate=SAMPLE_RATE, channels=len(channels), subtype="FLOAT",
-                      format="WAV") as sink:
-        for block in sf.blocks(str(source), blocksize=_BLOCK, dtype="float32", always_2d=True):
-            block = np.ascontiguousarray(block[:, channels])
-            sink.write(block if stream is None else stream.resample_chunk(block))
-        if stream is not None:
-            sink.write(stream.resample_chunk(np.zeros((0, len(channels)), np.float32), last=True))
+    try:
+        with sf.SoundFile(str(target), "w", samplerate=SAMPLE_RATE, channels=len(channels), subtype="FLOAT",
+                          format="WAV") as sink:
+            for block in sf.blocks(str(source), blocksize=_BLOCK, dtype="float32", always_2d=True):
+                block = np.ascontiguousarray(block[:, channels])
+                sink.write(block if stream is None else stream.resample_chunk(block))
+            if stream is not None:
+                sink.write(stream.resample_chunk(np.zeros((0, len(channels)), np.float32), last=True))
+    except (RuntimeError, OSError) as exc:  # a corrupt frame of the source, or no room for the copy
+        raise InputError(f"mixture: cannot convert {str(source)!r} ({str(exc).strip()[:120]}); expected an intact "
+                         f"audio file and room in the temporary directory for its 16 kHz copy") from None

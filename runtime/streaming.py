@@ -18,6 +18,8 @@ the longest window, not by the recording.
 """
 from __future__ import annotations
 
+import contextlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -34,6 +36,8 @@ ReadWindow = Callable[[int, int], np.ndarray]
 
 DEFAULT_WINDOW_S = 3.0
 DEFAULT_OVERLAP_S = 0.4
+# Longest window: one window's samples are held in memory (10 min: 38 MB per channel of float32).
+MAX_WINDOW_S = 600.0
 # Real lip tracks drift by a frame or two from the audio; anything further off is a wrong file.
 VISUAL_FRAME_SLACK = 0.05
 
@@ -43,8 +47,17 @@ class WindowPlan:
     window: int  # samples
     overlap: int  # samples
 
+    @staticmethod
+    def check_seconds(name: str, value: float) -> None:
+        """--window / --overlap: a finite number of seconds, 0 .. MAX_WINDOW_S (nan, inf, 1e308 refused)."""
+        if not math.isfinite(value) or not 0 <= value <= MAX_WINDOW_S:
+            raise InputError(f"{name}: got {value} s; expected a finite number of seconds, at most "
+                             f"{MAX_WINDOW_S:g} s (the overlap at most half the window)")
+
     @classmethod
     def from_seconds(cls, window_s: float = DEFAULT_WINDOW_S, overlap_s: float = DEFAULT_OVERLAP_S) -> "WindowPlan":
+        cls.check_seconds("window", window_s)
+        cls.check_seconds("overlap", overlap_s)
         window_frames, overlap_frames = round(window_s * VIDEO_RATE), round(overlap_s * VIDEO_RATE)
         if window_frames < 2 or not 1 <= overlap_frames <= window_frames // 2:
             raise InputError(f"window: got window {window_s} s with overlap {overlap_s} s; expected a window of "
@@ -70,7 +83,7 @@ def overlap_add(separator: Separator, read: ReadWindow, n_samples: int, voicepri
     ramp = ((np.arange(plan.overlap) + 0.5) / plan.overlap).astype(np.float32)
     pending = None
     for index, (start, stop) in enumerate(spans):
-        out = np.asarray(separator(read(start, stop), voiceprint, visual_for(visual, start, stop)), np.float32)
+        out = check_output(separator(read(start, stop), voiceprint, visual_for(visual, start, stop)), start, stop)
         if pending is not None:
             out[: plan.overlap] = pending * (1 - ramp) + out[: plan.overlap] * ramp
         if index == len(spans) - 1:
@@ -78,6 +91,22 @@ def overlap_add(separator: Separator, read: ReadWindow, n_samples: int, voicepri
         else:
             pending = out[-plan.overlap:].copy()
             yield out[: -plan.overlap]
+
+
+def check_output(out, start: int, stop: int) -> np.ndarray:
+    """A window's result as float32, checked before anything of it is written: exactly one sample per input
+    sample, all finite (a foreign or broken model may return anything)."""
+    out = np.asarray(out)
+    if out.shape != (stop - start,):
+        raise InputError(f"model: returned shape {out.shape} for samples [{start}, {stop}) of the mixture; expected "
+                         f"({stop - start},), one output sample per input sample")
+    if not np.issubdtype(out.dtype, np.floating) and not np.issubdtype(out.dtype, np.integer):
+        raise InputError(f"model: returned {out.dtype} values; expected float32 samples")
+    out = out.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise InputError(f"model: returned NaN or Inf for samples [{start}, {stop}) of the mixture; expected a "
+                         f"finite waveform")
+    return out
 
 
 def fixed_length_windows(run: Callable[[int], np.ndarray], n_samples: int, window: int) -> np.ndarray:
@@ -133,14 +162,43 @@ def separate_file(separator: Separator, contract: ModelContract, mixture_path: s
     n_samples = check_mixture_file(mixture_path, contract.mic_channels)
     check_visual_length(visual, n_samples)
     with atomic_path(out_path, suffix=".wav") as tmp, sf.SoundFile(str(mixture_path)) as source, \
-            sf.SoundFile(str(tmp), "w", samplerate=SAMPLE_RATE, channels=1, subtype="FLOAT", format="WAV") as sink:
+            _sink(tmp) as sink:
         def read(start: int, stop: int) -> np.ndarray:
-            source.seek(start)
-            return source.read(stop - start, dtype="float32", always_2d=True).T
+            try:
+                source.seek(start)
+                samples = source.read(stop - start, dtype="float32", always_2d=True).T
+            except (RuntimeError, OSError) as exc:  # libsndfile: a corrupt frame past the header
+                raise InputError(f"mixture: cannot decode {str(mixture_path)!r} at sample {start} "
+                                 f"({str(exc).strip()[:120]}); expected an intact audio file") from None
+            if samples.shape[1] != stop - start:
+                raise InputError(f"mixture: {str(mixture_path)!r} ends at sample {start + samples.shape[1]}, "
+                                 f"before the {n_samples} samples its header declares; expected an intact file")
+            return samples
 
         for block in overlap_add(separator, read, n_samples, voiceprint, visual, plan):
-            sink.write(block)
+            try:
+                sink.write(block)
+            except (RuntimeError, OSError) as exc:  # a full disk, a file system that refuses the size
+                raise InputError(f"out: cannot write {str(out_path)!r} ({str(exc).strip()[:120]}); expected "
+                                 f"room for {4 * n_samples} bytes") from None
     return n_samples / SAMPLE_RATE
+
+
+@contextlib.contextmanager
+def _sink(path: Path) -> Iterator[sf.SoundFile]:
+    """The output wav, opened for writing; failures of the file system are one-line InputErrors."""
+    try:
+        sink = sf.SoundFile(str(path), "w", samplerate=SAMPLE_RATE, channels=1, subtype="FLOAT", format="WAV")
+    except (RuntimeError, OSError) as exc:
+        raise InputError(f"out: cannot write {str(path.parent)!r} ({str(exc).strip()[:120]}); expected a "
+                         f"writable directory") from None
+    try:
+        yield sink
+    finally:
+        try:
+            sink.close()
+        except (RuntimeError, OSError):
+            pass  # the file is deleted by atomic_path; the first error is the one reported
 
 
 def check_mixture_file(path: str | Path, channels: int) -> int:
@@ -163,10 +221,19 @@ def check_mixture_file(path: str | Path, channels: int) -> int:
     if info.frames < MIN_SAMPLES:
         raise InputError(f"mixture: {info.frames} samples ({info.frames / SAMPLE_RATE:.3f} s); expected at least "
                          f"{MIN_SAMPLES} samples ({MIN_SAMPLES / SAMPLE_RATE:.2f} s)")
-    for block in sf.blocks(str(path), blocksize=SAMPLE_RATE * 10, dtype="float32", always_2d=True):
-        if not np.isfinite(block).all():
-            raise InputError(f"mixture: {str(path)!r} contains NaN or Inf; expected finite samples")
-    return info.frames
+    try:
+        read = 0
+        for block in sf.blocks(str(path), blocksize=SAMPLE_RATE * 10, dtype="float32", always_2d=True):
+            if not np.isfinite(block).all():
+                raise InputError(f"mixture: {str(path)!r} contains NaN or Inf; expected finite samples")
+            read += len(block)
+    except (RuntimeError, OSError) as exc:  # libsndfile: a corrupt frame (FLAC, MP3) past a good header
+        raise InputError(f"mixture: cannot decode {str(path)!r} ({str(exc).strip()[:120]}); expected an intact "
+                         f"{SAMPLE_RATE} Hz audio file") from None
+    if read != info.frames:
+        raise InputError(f"mixture: {str(path)!r} holds {read} readable samples of the {info.frames} its header "
+                         f"declares; expected an intact audio file")
+    return read
 
 
 def check_visual_length(visual: np.ndarray | None, n_samples: int) -> None:

@@ -20,11 +20,11 @@ import soundfile as sf
 
 from limuse_runtime.contract import (MIXTURE, SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VISUAL, VOICEPRINT, atomic_path,
                                      load_visual, load_voiceprint)
-from limuse_runtime.errors import InputError
+from limuse_runtime.errors import ArgumentParser, InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="limuse-run golden", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="limuse-run golden", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="QONNX export (power-of-two scales) of a quantized LiMuSE")
     parser.add_argument("--mixture", required=True, help="16 kHz wav with the model's microphone channels")
     parser.add_argument("--voiceprint", help="(512,) .npy speaker embedding, if the model has that cue")

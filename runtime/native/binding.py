@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from limuse_runtime.contract import (INPUT_NAMES, SAMPLES_PER_VIDEO_FRAME, VIDEO_RATE, VISUAL, VISUAL_DIM, VOICEPRINT,
-                                     ModelContract, check_inputs)
+                                     ModelContract, check_inputs, check_threads)
 from limuse_runtime.errors import InputError
 
 HERE = Path(__file__).resolve().parent
@@ -42,6 +42,13 @@ def library_path() -> "Path | None":
 
 
 _LIBRARY = None
+
+
+class Buffers(ctypes.Structure):
+    """lmn_buffers (limuse_native.h): the run's arrays, each with the floats it holds."""
+    _fields_ = [("inputs", ctypes.c_void_p * 3), ("input_elements", ctypes.c_size_t * 3),
+                ("out", ctypes.c_void_p), ("out_elements", ctypes.c_size_t)]
+
 OBSERVER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int)
 
 
@@ -55,7 +62,6 @@ def load_library() -> ctypes.CDLL:
                           f"{HERE}); {HOW_TO_BUILD}")
     lib = ctypes.CDLL(str(path))
     p, c_long, c_int, c_double = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_double
-    floats = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
     lib.lmn_load.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(p), ctypes.c_char_p, ctypes.c_size_t]
     lib.lmn_load.restype = c_int
     lib.lmn_free.argtypes = [p]
@@ -67,7 +73,7 @@ def load_library() -> ctypes.CDLL:
     lib.lmn_output_samples.restype = c_long
     lib.lmn_scratch_bytes.argtypes = [p]
     lib.lmn_scratch_bytes.restype = ctypes.c_size_t
-    lib.lmn_run.argtypes = [p, p, p, p, floats, c_int, ctypes.c_char_p, ctypes.c_size_t]
+    lib.lmn_run.argtypes = [p, ctypes.POINTER(Buffers), c_int, ctypes.c_char_p, ctypes.c_size_t]
     lib.lmn_run.restype = c_int
     lib.lmn_kernel_count.restype = c_int
     lib.lmn_kernel_name.argtypes = [c_int]
@@ -97,10 +103,20 @@ class NativeModel:
         if self._lib.lmn_load(data, len(data), ctypes.byref(handle), err, ERR_LEN) != 0:
             raise NativeError(f"model: {str(self.path)!r}: {err.value.decode(errors='replace')}")
         self._handle = handle
-        self.config = json.loads(self._lib.lmn_config_json(handle).decode())
-        self.input_shapes = {name: tuple(shape) for name, shape in self.config["inputs"].items()}
-        self.window = int(self.config["window_samples"])
-        self.mic_channels = int(self.config["mic_channels"])
+        # the loader has checked CONF against the value table; a file it accepts still gets one-line errors
+        try:
+            self.config = json.loads(self._lib.lmn_config_json(handle).decode())
+            self.input_shapes = {name: tuple(int(d) for d in shape) for name, shape in self.config["inputs"].items()}
+            self.window = int(self.config["window_samples"])
+            self.mic_channels = int(self.config["mic_channels"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise NativeError(f"model: {str(self.path)!r}: the CONF section is malformed ({type(exc).__name__}); "
+                              f"expected the JSON object of FORMAT.md") from None
+        for which, name in enumerate(INPUT_NAMES):
+            elements = int(np.prod(self.input_shapes[name])) if name in self.input_shapes else 0
+            if elements != self._lib.lmn_input_elements(handle, which):
+                raise NativeError(f"model: {str(self.path)!r}: CONF's {name} shape disagrees with the engine's "
+                                  f"value table; the file is corrupt")
 
     def __del__(self):
         if getattr(self, "_handle", None):
@@ -138,8 +154,13 @@ class NativeModel:
             arrays.append(value)
         out = np.empty(int(self._lib.lmn_output_samples(self._handle)), np.float32)
         err = ctypes.create_string_buffer(ERR_LEN)
-        pointers = [a.ctypes.data_as(ctypes.c_void_p) if a is not None else None for a in arrays]
-        if self._lib.lmn_run(self._handle, *pointers, out, int(threads), err, ERR_LEN) != 0:
+        buffers = Buffers()
+        for which, array in enumerate(arrays):
+            if array is not None:  # the engine refuses any size but its own: it never reads past an array
+                buffers.inputs[which] = array.ctypes.data
+                buffers.input_elements[which] = array.size
+        buffers.out, buffers.out_elements = out.ctypes.data, out.size
+        if self._lib.lmn_run(self._handle, ctypes.byref(buffers), int(threads), err, ERR_LEN) != 0:
             raise NativeError(err.value.decode(errors="replace"))
         return out
 
@@ -176,8 +197,7 @@ class NativeSeparator:
     its last frame), a longer one runs as windows of W cross-faded like limuse-run's windows."""
 
     def __init__(self, path: "str | Path", threads: int = 1):
-        if threads < 1:
-            raise NativeError(f"threads: got {threads}; expected a positive integer")
+        check_threads(threads)
         self.model = NativeModel(path)
         self.threads = threads
         self.window = self.model.window
@@ -228,6 +248,9 @@ def native_separator(path: "str | Path", threads: int = 1, window_s: "float | No
     """(separator, WindowPlan) for limuse-run: the windows default to the packed model's own length (in
     whole video frames) and an overlap of 0.4 s or half the window, whichever is shorter."""
     from limuse_runtime.streaming import DEFAULT_OVERLAP_S, WindowPlan
+    for name, value in (("window", window_s), ("overlap", overlap_s)):
+        if value is not None:
+            WindowPlan.check_seconds(name, value)
     separator = NativeSeparator(path, threads)
     frames = separator.window // SAMPLES_PER_VIDEO_FRAME
     if window_s is None:

@@ -56,14 +56,31 @@ void lmn_reset_times(lmn_model *m)
     memset(m->stage_seconds, 0, sizeof m->stage_seconds);
 }
 
-int lmn_run(lmn_model *m, const float *mixture, const float *voiceprint, const float *visual, float *out,
-            int threads, char *err, size_t err_len)
+int lmn_run(lmn_model *m, const lmn_buffers *buffers, int threads, char *err, size_t err_len)
 {
-    const float *inputs[3];
+    static const char *const NAMES[3] = {"mixture", "voiceprint", "visual"};
     int i, workers = 1;
-    inputs[0] = mixture;
-    inputs[1] = voiceprint;
-    inputs[2] = visual;
+    if (buffers == NULL) {
+        lmn_error(err, err_len, "native engine: no buffers given; expected the run's input and output arrays");
+        return 1;
+    }
+    for (i = 0; i < 3; i++) {
+        size_t want = m->input_value[i] >= 0 ? (size_t)m->input_elements[i] : 0;
+        if (want == 0 && (buffers->inputs[i] != NULL || buffers->input_elements[i] != 0)) {
+            lmn_error(err, err_len, "native engine: %s given; this model has no %s input", NAMES[i], NAMES[i]);
+            return 1;
+        }
+        if (want > 0 && (buffers->inputs[i] == NULL || buffers->input_elements[i] != want)) {
+            lmn_error(err, err_len, "native engine: %s of %zu floats; this model expects %zu", NAMES[i],
+                      buffers->inputs[i] == NULL ? (size_t)0 : buffers->input_elements[i], want);
+            return 1;
+        }
+    }
+    if (buffers->out == NULL || buffers->out_elements < (size_t)lmn_output_samples(m)) {
+        lmn_error(err, err_len, "native engine: output array of %zu floats; this model writes %ld",
+                  buffers->out == NULL ? (size_t)0 : buffers->out_elements, lmn_output_samples(m));
+        return 1;
+    }
 #ifdef _OPENMP
     if (threads > 0)
         omp_set_num_threads(threads);
@@ -90,15 +107,10 @@ int lmn_run(lmn_model *m, const float *mixture, const float *voiceprint, const f
         }
         m->work_threads = workers;
     }
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 3; i++) { /* sizes checked above: exactly the value's elements */
         int id = m->input_value[i];
-        if (id < 0)
-            continue;
-        if (inputs[i] == NULL) {
-            lmn_error(err, err_len, "native engine: input %d is missing; this model expects it", i);
-            return 1;
-        }
-        memcpy((float *)m->arena + m->values[id].offset, inputs[i], (size_t)m->values[id].size * 4);
+        if (id >= 0)
+            memcpy((float *)m->arena + m->values[id].offset, buffers->inputs[i], (size_t)m->values[id].size * 4);
     }
     for (i = 0; i < m->n_ops; i++) {
         double started = now(), spent;
@@ -112,7 +124,7 @@ int lmn_run(lmn_model *m, const float *mixture, const float *voiceprint, const f
         if (m->observer != NULL)
             m->observer(m->observer_context, i);
     }
-    memcpy(out, (float *)m->arena + m->values[m->output_value].offset, (size_t)lmn_output_samples(m) * 4);
+    memcpy(buffers->out, (float *)m->arena + m->values[m->output_value].offset, (size_t)lmn_output_samples(m) * 4);
     return 0;
 }
 

@@ -36,10 +36,19 @@ long lmn_output_samples(const lmn_model *model);
  * threads of the last run (one before any run). Allocated before the kernels run, never inside them. */
 size_t lmn_scratch_bytes(const lmn_model *model);
 
-/* Runs one window: inputs as float32 arrays of lmn_input_elements() (NULL where absent), the waveform
- * into out (lmn_output_samples() floats). threads <= 0 keeps the OpenMP default. */
-int lmn_run(lmn_model *model, const float *mixture, const float *voiceprint, const float *visual, float *out,
-            int threads, char *err, size_t err_len);
+/* The caller's arrays of one run, each with the number of floats it holds: inputs[which] (which as in
+ * lmn_input_elements; NULL and 0 where the model has no such input) and out. */
+typedef struct lmn_buffers {
+    const float *inputs[3];
+    size_t input_elements[3];
+    float *out;
+    size_t out_elements;
+} lmn_buffers;
+
+/* Runs one window: each input must hold exactly lmn_input_elements() floats and out at least
+ * lmn_output_samples(); anything else is refused before a byte is copied (a model never reads or writes
+ * past the caller's arrays). threads <= 0 keeps the OpenMP default. */
+int lmn_run(lmn_model *model, const lmn_buffers *buffers, int threads, char *err, size_t err_len);
 
 /* Seconds spent in each kernel type during the runs so far (index = opcode, FORMAT.md), and the names. */
 int lmn_kernel_count(void);

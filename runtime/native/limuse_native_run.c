@@ -45,6 +45,7 @@ int main(int argc, char **argv)
     char err[LMN_ERR_LEN];
     lmn_model *model;
     float *inputs[3] = {NULL, NULL, NULL}, *out;
+    lmn_buffers buffers;
     int i, arg = 2, needed = 0, rc = 1;
     FILE *file;
     if (argc < 4) {
@@ -73,7 +74,13 @@ int main(int argc, char **argv)
     out = (float *)malloc((size_t)lmn_output_samples(model) * 4);
     if (out == NULL)
         goto done;
-    if (lmn_run(model, inputs[0], inputs[1], inputs[2], out, 0, err, sizeof err) != 0) {
+    for (i = 0; i < 3; i++) {
+        buffers.inputs[i] = inputs[i];
+        buffers.input_elements[i] = inputs[i] != NULL ? (size_t)lmn_input_elements(model, i) : 0;
+    }
+    buffers.out = out;
+    buffers.out_elements = (size_t)lmn_output_samples(model);
+    if (lmn_run(model, &buffers, 0, err, sizeof err) != 0) {
         fprintf(stderr, "limuse_native_run: error: %s\n", err);
     } else {
         char tmp[4096];

@@ -711,6 +711,371 @@ static int read_op(checker *c, reader *r, lmn_op *op)
     }
 }
 
+/* The opcodes whose records get the lookup-table block (model.h). */
+static int has_tables(int opcode)
+{
+    return opcode == OP_PRELU_TABLE || opcode == OP_PRELU_QUANT || opcode == OP_TAC || opcode == OP_GCBLOCK;
+}
+
+/* CONF: a strict JSON reader (RFC 8259; no NaN, no duplicate keys, nesting below JSON_MAX_DEPTH) for the
+ * fields the engine and its binding use. The binding sizes the caller's arrays from CONF's "inputs", so
+ * these must equal the value table's: a CRC guards against corruption, not against a crafted file. */
+#define JSON_MAX_DEPTH 64
+#define JSON_MAX_KEYS 256
+
+typedef struct {
+    const char *p, *end;
+    int failed;
+} json_reader;
+
+typedef struct {
+    int have_inputs, input_rank[3];
+    int64_t input_dims[3][MAX_RANK];
+    int64_t window_samples, mic_channels, output_samples; /* -1: absent */
+} conf_fields;
+
+static void json_space(json_reader *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static int json_literal(json_reader *j, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(j->end - j->p) < n || memcmp(j->p, word, n) != 0)
+        return 0;
+    j->p += n;
+    return 1;
+}
+
+/* A string; its raw bytes (escapes undecoded, enough to compare plain keys) into out[cap] if out != NULL. */
+static int json_string(json_reader *j, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (j->p >= j->end || *j->p != '"')
+        return 0;
+    j->p++;
+    while (j->p < j->end && *j->p != '"') {
+        unsigned char ch = (unsigned char)*j->p;
+        if (ch < 0x20)
+            return 0;
+        if (ch == '\\') {
+            if (j->end - j->p < 2)
+                return 0;
+            if (j->p[1] == 'u') {
+                int k;
+                if (j->end - j->p < 6)
+                    return 0;
+                for (k = 2; k < 6; k++) {
+                    char h = j->p[k];
+                    if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') || (h >= 'A' && h <= 'F')))
+                        return 0;
+                }
+            } else if (strchr("\"\\/bfnrt", j->p[1]) == NULL || j->p[1] == '\0') {
+                return 0;
+            }
+            if (out != NULL && n < cap)
+                out[n] = '\\'; /* an escaped key never equals a field name */
+            n++;
+            j->p += j->p[1] == 'u' ? 6 : 2;
+            continue;
+        }
+        if (out != NULL && n < cap)
+            out[n] = (char)ch;
+        n++;
+        j->p++;
+    }
+    if (j->p >= j->end)
+        return 0;
+    j->p++;
+    if (out != NULL && cap > 0)
+        out[n < cap ? n : cap - 1] = '\0';
+    if (out != NULL && n >= cap)
+        out[0] = '\\'; /* too long for any field name */
+    return 1;
+}
+
+/* A number; *value is set (and *integral = 1) if it is an integer of at most 15 digits. */
+static int json_number(json_reader *j, int64_t *value, int *integral)
+{
+    const char *start = j->p;
+    int digits = 0, negative = 0;
+    int64_t v = 0;
+    *integral = 1;
+    if (j->p < j->end && *j->p == '-') {
+        negative = 1;
+        j->p++;
+    }
+    if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+        return 0;
+    if (*j->p == '0' && j->end - j->p > 1 && j->p[1] >= '0' && j->p[1] <= '9')
+        return 0; /* no leading zeros */
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
+        if (++digits <= 15)
+            v = v * 10 + (*j->p - '0');
+        j->p++;
+    }
+    if (digits > 15)
+        *integral = 0;
+    if (j->p < j->end && *j->p == '.') {
+        *integral = 0;
+        j->p++;
+        if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+            return 0;
+        while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+            j->p++;
+    }
+    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+        *integral = 0;
+        j->p++;
+        if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
+            j->p++;
+        if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+            return 0;
+        while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+            j->p++;
+    }
+    *value = negative ? -v : v;
+    return j->p > start;
+}
+
+static int json_value(json_reader *j, int depth);
+
+/* A nested object (duplicate keys matter only at the top level and in "inputs", read below). */
+static int json_object(json_reader *j, int depth)
+{
+    j->p++;
+    json_space(j);
+    if (j->p < j->end && *j->p == '}') {
+        j->p++;
+        return 1;
+    }
+    for (;;) {
+        json_space(j);
+        if (!json_string(j, NULL, 0))
+            return 0;
+        json_space(j);
+        if (j->p >= j->end || *j->p++ != ':' || !json_value(j, depth + 1))
+            return 0;
+        json_space(j);
+        if (j->p < j->end && *j->p == ',') {
+            j->p++;
+            continue;
+        }
+        if (j->p < j->end && *j->p == '}') {
+            j->p++;
+            return 1;
+        }
+        return 0;
+    }
+}
+
+static int json_value(json_reader *j, int depth)
+{
+    int64_t v;
+    int integral;
+    if (depth > JSON_MAX_DEPTH)
+        return 0;
+    json_space(j);
+    if (j->p >= j->end)
+        return 0;
+    switch (*j->p) {
+    case '{':
+        return json_object(j, depth);
+    case '[':
+        j->p++;
+        json_space(j);
+        if (j->p < j->end && *j->p == ']') {
+            j->p++;
+            return 1;
+        }
+        for (;;) {
+            if (!json_value(j, depth + 1))
+                return 0;
+            json_space(j);
+            if (j->p < j->end && *j->p == ',') {
+                j->p++;
+                continue;
+            }
+            if (j->p < j->end && *j->p == ']') {
+                j->p++;
+                return 1;
+            }
+            return 0;
+        }
+    case '"':
+        return json_string(j, NULL, 0);
+    case 't':
+        return json_literal(j, "true");
+    case 'f':
+        return json_literal(j, "false");
+    case 'n':
+        return json_literal(j, "null");
+    default:
+        return json_number(j, &v, &integral);
+    }
+}
+
+/* A positive integer (a count or a dimension), below 2^31. */
+static int json_count(json_reader *j, int64_t *value)
+{
+    int integral;
+    json_space(j);
+    return json_number(j, value, &integral) && integral && *value >= 1 && *value <= MAX_VALUE_ELEMENTS;
+}
+
+/* "inputs": {name: [dims]}, each name one of the three inputs, at most once. */
+static int json_inputs(json_reader *j, conf_fields *cf)
+{
+    static const char *const NAMES[3] = {"mixture", "voiceprint", "visual"};
+    json_space(j);
+    if (j->p >= j->end || *j->p++ != '{')
+        return 0;
+    json_space(j);
+    if (j->p < j->end && *j->p == '}') {
+        j->p++;
+        return 1;
+    }
+    for (;;) {
+        char key[24];
+        int which, rank = 0;
+        json_space(j);
+        if (!json_string(j, key, sizeof key))
+            return 0;
+        for (which = 0; which < 3 && strcmp(key, NAMES[which]) != 0; which++)
+            ;
+        if (which == 3 || cf->input_rank[which] != 0)
+            return 0;
+        json_space(j);
+        if (j->p >= j->end || *j->p++ != ':')
+            return 0;
+        json_space(j);
+        if (j->p >= j->end || *j->p++ != '[')
+            return 0;
+        for (;;) {
+            if (rank >= MAX_RANK || !json_count(j, &cf->input_dims[which][rank++]))
+                return 0;
+            json_space(j);
+            if (j->p < j->end && *j->p == ',') {
+                j->p++;
+                continue;
+            }
+            if (j->p < j->end && *j->p++ == ']')
+                break;
+            return 0;
+        }
+        cf->input_rank[which] = rank;
+        json_space(j);
+        if (j->p < j->end && *j->p == ',') {
+            j->p++;
+            continue;
+        }
+        if (j->p < j->end && *j->p++ == '}')
+            return 1;
+        return 0;
+    }
+}
+
+/* The CONF object's top level: the four fields the engine checks, everything else only validated. */
+static int json_conf(json_reader *j, conf_fields *cf)
+{
+    char keys[JSON_MAX_KEYS][24];
+    int n = 0, k;
+    json_space(j);
+    if (j->p >= j->end || *j->p++ != '{')
+        return 0;
+    for (;;) {
+        char key[24];
+        json_space(j);
+        if (n >= JSON_MAX_KEYS || !json_string(j, key, sizeof key))
+            return 0;
+        for (k = 0; k < n; k++)
+            if (key[0] != '\\' && strcmp(keys[k], key) == 0)
+                return 0;
+        memcpy(keys[n++], key, sizeof key);
+        json_space(j);
+        if (j->p >= j->end || *j->p++ != ':')
+            return 0;
+        if (strcmp(key, "inputs") == 0) {
+            cf->have_inputs = 1;
+            if (!json_inputs(j, cf))
+                return 0;
+        } else if (strcmp(key, "window_samples") == 0) {
+            if (!json_count(j, &cf->window_samples))
+                return 0;
+        } else if (strcmp(key, "mic_channels") == 0) {
+            if (!json_count(j, &cf->mic_channels))
+                return 0;
+        } else if (strcmp(key, "output_samples") == 0) {
+            if (!json_count(j, &cf->output_samples))
+                return 0;
+        } else if (!json_value(j, 1)) {
+            return 0;
+        }
+        json_space(j);
+        if (j->p < j->end && *j->p == ',') {
+            j->p++;
+            continue;
+        }
+        if (j->p < j->end && *j->p++ == '}')
+            break;
+        return 0;
+    }
+    json_space(j);
+    return j->p == j->end;
+}
+
+/* CONF is well-formed and agrees with the value table: the same inputs with the same shapes (mixture
+ * (1, mic_channels, window_samples), voiceprint (1, 512), visual (1, V, 256)) and output_samples the
+ * output's elements, which equal window_samples. */
+static int check_conf(const lmn_model *m, char *err, size_t err_len)
+{
+    static const char *const NAMES[3] = {"mixture", "voiceprint", "visual"};
+    static const int RANKS[3] = {3, 2, 3};
+    json_reader j;
+    conf_fields cf;
+    int which, d;
+    memset(&cf, 0, sizeof cf);
+    cf.window_samples = cf.mic_channels = cf.output_samples = -1;
+    j.p = m->config;
+    j.end = m->config + strlen(m->config);
+    j.failed = 0;
+    if (!json_conf(&j, &cf) || (size_t)(j.end - m->config) != m->config_len || !cf.have_inputs ||
+        cf.window_samples < 0 || cf.mic_channels < 0 || cf.output_samples < 0) {
+        lmn_error(err, err_len, "packed model: the CONF section is not a JSON object with inputs, window_samples, "
+                  "mic_channels and output_samples (FORMAT.md); the file is corrupt");
+        return 0;
+    }
+    for (which = 0; which < 3; which++) {
+        int rank = m->input_value[which] >= 0 ? m->input_rank[which] : 0, same = cf.input_rank[which] == rank;
+        for (d = 0; same && d < rank; d++)
+            same = cf.input_dims[which][d] == m->input_dims[which][d];
+        if (!same) {
+            lmn_error(err, err_len, "packed model: CONF's inputs and the value table disagree on %s (rank %d, "
+                      "%lld elements in the value table); the file is corrupt", NAMES[which], rank,
+                      (long long)(rank ? m->input_elements[which] : 0));
+            return 0;
+        }
+        if (rank != 0 && (rank != RANKS[which] || m->input_dims[which][0] != 1 ||
+                          (which == 1 && m->input_dims[1][1] != 512) ||
+                          (which == 2 && m->input_dims[2][2] != 256))) {
+            lmn_error(err, err_len, "packed model: input %s has an unexpected shape; expected mixture (1, C, S), "
+                      "voiceprint (1, 512), visual (1, V, 256)", NAMES[which]);
+            return 0;
+        }
+    }
+    if (cf.mic_channels != m->input_dims[0][1] || cf.window_samples != m->input_dims[0][2] ||
+        cf.output_samples != m->values[m->output_value].size || cf.output_samples != cf.window_samples) {
+        lmn_error(err, err_len, "packed model: CONF's mic_channels, window_samples or output_samples disagree with "
+                  "the value table (mixture (1, %lld, %lld), output %lld samples); the file is corrupt",
+                  (long long)m->input_dims[0][1], (long long)m->input_dims[0][2],
+                  (long long)m->values[m->output_value].size);
+        return 0;
+    }
+    return 1;
+}
+
 static const char *section(const unsigned char *data, size_t size, int n_sections, const char *tag, size_t *len)
 {
     int i;
@@ -736,6 +1101,7 @@ int lmn_load(const unsigned char *data, size_t size, lmn_model **model, char *er
     uint32_t version, total, crc;
     int n_sections, i;
     int64_t count;
+    uint64_t kernel_budget, kernel_bytes;
     checker c;
     *model = NULL;
     if (size < 24 || memcmp(data, "LIMUSEPK", 8) != 0) {
@@ -782,6 +1148,7 @@ int lmn_load(const unsigned char *data, size_t size, lmn_model **model, char *er
         goto oom;
     memcpy(m->config, p, len);
     m->config[len] = '\0';
+    m->config_len = len;
 
     p = section(data, size, n_sections, "VALS", &len);
     if (p == NULL)
@@ -820,10 +1187,14 @@ int lmn_load(const unsigned char *data, size_t size, lmn_model **model, char *er
             goto bad_values;
         m->input_value[which] = (int)id;
         m->input_elements[which] = (long)m->values[id].size;
+        m->input_rank[which] = rank;
+        memcpy(m->input_dims[which], dims, (size_t)rank * sizeof(int64_t));
     }
     m->output_value = (int)read_in(&r, 0, m->n_values - 1);
     if (r.failed || m->input_value[0] < 0 || m->values[m->output_value].kind != KIND_FLOAT || r.p != r.end)
         goto bad_values;
+    if (!check_conf(m, err, err_len))
+        goto fail;
 
     p = section(data, size, n_sections, "PROG", &len);
     if (p == NULL)
@@ -834,6 +1205,16 @@ int lmn_load(const unsigned char *data, size_t size, lmn_model **model, char *er
     count = read_in(&r, 1, (int64_t)len);
     if (r.failed)
         goto bad_program;
+    /* memory in proportion to the file: the kernel table may take LMN_KERNEL_BYTES_PER_PROG_BYTE per byte of
+     * PROG, records and their lookup tables together (a real model's records average over 100 bytes) */
+    kernel_budget = (uint64_t)len * LMN_KERNEL_BYTES_PER_PROG_BYTE;
+    kernel_bytes = (uint64_t)count * sizeof(lmn_op);
+    if (kernel_bytes > kernel_budget) {
+        lmn_error(err, err_len, "packed model: %lld kernel records in %zu bytes of program; a model's records "
+                  "average at least %zu bytes (FORMAT.md, Memory): the file is corrupt",
+                  (long long)count, len, sizeof(lmn_op) / LMN_KERNEL_BYTES_PER_PROG_BYTE + 1);
+        goto fail;
+    }
     m->n_ops = (int)count;
     m->ops = (lmn_op *)calloc((size_t)count, sizeof(lmn_op));
     if (m->ops == NULL)
@@ -852,6 +1233,21 @@ int lmn_load(const unsigned char *data, size_t size, lmn_model **model, char *er
         rec.failed = 0;
         r.p += bytes;
         c.index = i;
+        if (has_tables(m->ops[i].opcode)) {
+            unsigned char *block;
+            kernel_bytes += LMN_TABLES_BYTES;
+            if (kernel_bytes > kernel_budget) {
+                fail_record(&c, "more lookup tables than the program's size allows (FORMAT.md, Memory)");
+                goto fail;
+            }
+            block = (unsigned char *)calloc(1, LMN_TABLES_BYTES);
+            if (block == NULL)
+                goto oom;
+            m->ops[i].table = (float *)block;
+            m->ops[i].table2 = (float *)(block + 1024);
+            m->ops[i].codes1 = (int32_t *)(block + 2048);
+            m->ops[i].codes2 = (int32_t *)(block + 3072);
+        }
         if (!read_op(&c, &rec, &m->ops[i]))
             goto fail;
         if (rec.p != rec.end) {
@@ -935,6 +1331,7 @@ void lmn_free(lmn_model *m)
         }
         for (j = 0; j < 4; j++)
             free(m->ops[i].norm[j]);
+        free(m->ops[i].table); /* the block of all four tables */
     }
     free(m->ops);
     free(m->values);

@@ -28,6 +28,12 @@ enum {
 
 enum { KIND_INT = 0, KIND_FLOAT = 1 };
 
+/* table, table2, codes1, codes2 of a kernel that has lookup tables: 4 x 256 entries of 4 bytes */
+#define LMN_TABLES_BYTES ((size_t)4 * 256 * 4)
+/* The most memory the kernel table may take per byte of the PROG section: sizeof(lmn_op) per record plus
+ * the lookup tables of the records that have them (FORMAT.md, "Memory"). */
+#define LMN_KERNEL_BYTES_PER_PROG_BYTE 128
+
 /* One layer's weights w[ci * cout + co] as channel pairs: output channel co's nonzero pairs are entries
  * start[co] .. start[co + 1] - 1, each the pair index p (channels 2p, 2p + 1; a missing odd one is 0) and
  * the two weights as the int16 lanes of one int32 (w[2p] in the low half). */
@@ -63,7 +69,10 @@ typedef struct {
     int8_t *weights;         /* LINEAR, CONV */
     int32_t *ints0, *ints1;  /* bias (LINEAR, CONV); gamma, beta (INORM); lo, hi (RESIZE) */
     float *floats0, *floats1; /* slope (PRELU_TABLE), table (TABLE), w_lo/w_hi (RESIZE), w/bias (CONV_T) */
-    float table[256];        /* PRELU_TABLE, TAC (PReLU of L1's codes): filled at load */
+    /* The 256-entry lookup tables, one heap block of LMN_TABLES_BYTES that only the opcodes which use them
+     * get (lmn_op stays small: the loader's memory bound, FORMAT.md). table: PRELU_TABLE, PRELU_QUANT,
+     * TAC (PReLU of L1's codes), GCBLOCK; table2, codes1, codes2 as below. */
+    float *table;
     int narrow;              /* LINEAR: |acc| < 2^15 proven at load (int16 accumulators) */
     /* GCBLOCK: weights/ints0/floats0/codes1 expand + first PReLU, weights2 (taps, Ch)/ints2/floats1/codes2
      * the depthwise conv + second PReLU, weights3/ints3 the projection.
@@ -71,8 +80,8 @@ typedef struct {
      * concatenation's Quant (of L1's and of L2's codes); PRELU_QUANT: codes1 */
     int8_t *weights2, *weights3, *weights4; /* weights4: GCBLOCK's conv weights as in the file */
     int32_t *ints2, *ints3;
-    float table2[256];
-    int32_t codes1[256], codes2[256];
+    float *table2;
+    int32_t *codes1, *codes2;
     int32_t *norm[4]; /* GCBLOCK: gamma and beta of its two norms */
     size_t work_bytes; /* TAC, GCBLOCK: per-thread scratch */
     lmn_pairs pairs[4]; /* LMN_PAIRS: TAC L1, L3's first half, L2, L3's second half; GCBLOCK expand, projection */
@@ -80,6 +89,7 @@ typedef struct {
 
 struct lmn_model {
     char *config;
+    size_t config_len; /* bytes of CONF (a NUL inside it is refused) */
     int n_values;
     lmn_value *values;
     int64_t arena_elements;
@@ -88,6 +98,8 @@ struct lmn_model {
     lmn_op *ops;
     int input_value[3];
     long input_elements[3];
+    int input_rank[3];                 /* the IO table's shape of each input (CONF's "inputs" must equal it) */
+    int64_t input_dims[3][MAX_RANK];
     int output_value;
     double seconds[OP_COUNT];
     double stage_seconds[LMN_MAX_STAGES];
