@@ -15,7 +15,7 @@ import pytest
 from limuse_runtime.contract import atomic_write_text
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"  # <somewhere>/main beside <somewhere>/shared
+PAPER_TABLE = Path(__file__).resolve().parents[1] / "tests" / "spec" / "paper_table.json"
 
 
 def pytest_addoption(parser):
@@ -74,7 +74,4 @@ def results() -> Results:
 
 @pytest.fixture(scope="session")
 def paper_table() -> dict:
-    path = SHARED_DIR / "spec" / "paper_table.json"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing; expected the project's shared/ folder beside the repository checkout")
-    return json.loads(path.read_text())
+    return json.loads(PAPER_TABLE.read_text())

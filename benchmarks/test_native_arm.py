@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -53,10 +52,9 @@ def test_native_aarch64_instructions(tmp_path):
     from limuse_edge import pretrained
     from limuse_export.pack import pack
 
-    cross, qemu, cc = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64"), shutil.which("cc")
-    if cross is None or qemu is None or cc is None:
-        pytest.skip("needs cc, aarch64-linux-gnu-gcc and qemu-aarch64 (apt-get install gcc-aarch64-linux-gnu "
-                    "libc6-dev-arm64-cross qemu-user)")
+    from system_tools import require
+    tools = require("cc", "aarch64-linux-gnu-gcc", "qemu-aarch64")
+    cross, qemu, cc = tools["aarch64-linux-gnu-gcc"], tools["qemu-aarch64"], tools["cc"]
     plugin = tmp_path / "libqemu_icount.so"
     subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(plugin), str(PLUGIN_SOURCE)], check=True)
     programs = {name: _compile(cross, tmp_path / f"run_{name.split()[1]}", *flags) for name, flags in BUILDS.items()}

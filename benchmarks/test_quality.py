@@ -101,6 +101,8 @@ def _unseen_voices_corpora(root):
     """Test mixtures of voices no training run hears: the speech pool's flite voices (an engine the
     pool keeps out of training), spoken anew with this benchmark's seed; once with a face on every
     item and once with none. The builder draws the same mixtures whatever the face fraction."""
+    from system_tools import require
+    require("flite")
     pool = build_pool(root / "pool", seed=SEED, talkers=0, espeak_voices=0, utterances=8, workers=2,
                       progress=False)
     assert {v["role"] for v in pool["voices"].values()} == {"unseen"}

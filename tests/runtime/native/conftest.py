@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 from native_inputs import SAMPLES, VIDEO_FRAMES
+from system_tools import c_compiler
 
 
 @pytest.fixture(scope="session")
 def native_library():
     from limuse_runtime.native import build
+    c_compiler()  # skips, naming the package, where there is none (fails under LIMUSE_REQUIRE_TOOLS=1)
     try:
         return build.build()
     except RuntimeError as exc:

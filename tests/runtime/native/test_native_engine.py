@@ -5,7 +5,6 @@ input length golden itself differs from Brevitas after the visual interpolation,
 native engine's contract.)"""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from native_inputs import SAMPLES, write_raw
+from system_tools import c_compiler, require
 
 from limuse_runtime.cli import main as limuse_run
 from limuse_runtime.native import NativeModel, NativeSeparator
@@ -108,9 +108,7 @@ def _raw_inputs(tiny_packed, tmp_path) -> list:
 
 
 def test_standalone_program_equals_the_python_binding(tiny_packed, tmp_path):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler")
+    cc = c_compiler()
     path, inputs, _ = tiny_packed
     runner = _build_runner(cc, tmp_path / "limuse_native_run")
     subprocess.run([runner, str(path), *_raw_inputs(tiny_packed, tmp_path), str(tmp_path / "y.f32")], check=True)
@@ -125,9 +123,7 @@ def test_standalone_program_equals_the_python_binding(tiny_packed, tmp_path):
                          ids=["portable", "native", "sse2"])
 def test_simd_paths_equal_the_portable_loops(tiny_packed, tmp_path, flags):
     """The pmaddwd channel-pair dot products (SSE2 / AVX2) and the portable int16/int32 loops: same bytes"""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler")
+    cc = c_compiler()
     path, inputs, _ = tiny_packed
     runner = _build_runner(cc, tmp_path / "limuse_native_run", *flags)
     subprocess.run([runner, str(path), *_raw_inputs(tiny_packed, tmp_path), str(tmp_path / "y.f32")], check=True)
@@ -136,13 +132,11 @@ def test_simd_paths_equal_the_portable_loops(tiny_packed, tmp_path, flags):
 
 
 def test_aarch64_build_under_qemu_equals_x86_64(tiny_packed, tmp_path):
-    cross, qemu = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64")
-    if cross is None or qemu is None:
-        pytest.skip("aarch64 cross compiler or qemu-aarch64 absent (apt-get install gcc-aarch64-linux-gnu "
-                    "libc6-dev-arm64-cross qemu-user)")
+    tools = require("aarch64-linux-gnu-gcc", "qemu-aarch64")
+    cross, qemu = tools["aarch64-linux-gnu-gcc"], tools["qemu-aarch64"]
     path, _, _ = tiny_packed
     raw = _raw_inputs(tiny_packed, tmp_path)
-    native = _build_runner(shutil.which("cc") or "gcc", tmp_path / "run_x86")
+    native = _build_runner(c_compiler(), tmp_path / "run_x86")
     subprocess.run([native, str(path), *raw, str(tmp_path / "x86.f32")], check=True)
     x86 = np.fromfile(tmp_path / "x86.f32", "<f4")
     assert x86.size == SAMPLES

@@ -13,6 +13,7 @@ import onnx
 import pytest
 import soundfile as sf
 from onnx import numpy_helper
+from system_tools import missing_tool
 
 from limuse_export.pack import PackError, pack, pack_graph
 from limuse_runtime.cli import main as limuse_run
@@ -137,7 +138,7 @@ def test_an_accumulator_bound_beyond_int32_is_refused_naming_the_layer(tiny_inor
 def test_fuzz_corpus_replays_clean_under_sanitizers(tmp_path):
     cc = shutil.which("gcc") or shutil.which("clang")
     if cc is None:
-        pytest.skip("no C compiler")
+        missing_tool("needs gcc or clang (their sanitizers), neither on PATH: apt-get install gcc")
     files = sorted(CORPUS.iterdir())
     assert len(files) >= 10, "the saved corpus is missing"
     replay = tmp_path / "replay"
