@@ -96,7 +96,7 @@ def dispatch(name: str, argv: list[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="limuse-run", description=__doc__.splitlines()[0],
-                                     epilog=f"sub-commands: {', '.join(SUBCOMMANDS)}")
+                            epilog=f"sub-commands: {', '.join(SUBCOMMANDS)}")
     parser.add_argument("--model", required=True,
                         help="exported <name>.int8.onnx, <name>.float.onnx or <name>.packed.bin (native engine)")
     parser.add_argument("--mixture", required=True, help="16 kHz wav with the model's microphone channels")

@@ -32,7 +32,7 @@ enum { KIND_INT = 0, KIND_FLOAT = 1 };
 #define LMN_TABLES_BYTES ((size_t)4 * 256 * 4)
 /* The most memory the kernel table may take per byte of the PROG section: sizeof(lmn_op) per record plus
  * the lookup tables of the records that have them (FORMAT.md, "Memory"). */
-#define LMN_KERNEL_BYTES_PER_PROG_BYTE 128
+#define LMN_KERNEL_BYTES_PER_PROG_BYTE 64
 
 /* One layer's weights w[ci * cout + co] as channel pairs: output channel co's nonzero pairs are entries
  * start[co] .. start[co + 1] - 1, each the pair index p (channels 2p, 2p + 1; a missing odd one is 0) and

@@ -589,7 +589,8 @@ def _flip(at_fraction: float, reseal: bool):
 
 PACKED = {
     # name: (damage, words)
-    "conf_inputs_shorter": (lambda d: _conf(d, lambda c: c.replace('"mixture": [1, 2, 6400]', '"mixture": [1, 2, 640]')),
+    "conf_inputs_shorter": (lambda d: _conf(d, lambda c: c.replace('"mixture": [1, 2, 6400]',
+                                                                   '"mixture": [1, 2, 640]')),
                             ("CONF's inputs and the value table disagree on mixture",)),
     "conf_inputs_renamed": (lambda d: _conf(d, lambda c: c.replace('"voiceprint": [1, 512]', '"speaker": [1, 512]')),
                             ("CONF section",)),
@@ -597,7 +598,8 @@ PACKED = {
     "conf_visual_frames": (lambda d: _conf(d, lambda c: c.replace('[1, 10, 256]', '[1, 100, 256]')), ("visual",)),
     "conf_window": (lambda d: _conf(d, lambda c: c.replace('"window_samples": 6400', '"window_samples": 64000')),
                     ("window_samples",)),
-    "conf_channels": (lambda d: _conf(d, lambda c: c.replace('"mic_channels": 2', '"mic_channels": 3')), ("mic_channels",)),
+    "conf_channels": (lambda d: _conf(d, lambda c: c.replace('"mic_channels": 2', '"mic_channels": 3')),
+                      ("mic_channels",)),
     "conf_not_json": (lambda d: _conf(d, lambda c: c[: len(c) // 2]), ("CONF section",)),
     "conf_empty_object": (lambda d: _conf(d, lambda c: "{}"), ("CONF section",)),
     "conf_list": (lambda d: _conf(d, lambda c: "[1, 2, 3]"), ("CONF section",)),
@@ -737,3 +739,39 @@ def test_signals_leave_nothing_behind(backend, signum, models, files, long_mixtu
     # .ses: onnxruntime's native library writes its session id there when it loads (once per $TMPDIR,
     # whatever the run does): not a leftover of the run
     assert list(out_dir.iterdir()) == [] and [p.name for p in tmp.iterdir() if p.name != ".ses"] == []
+
+
+# ---------------------------------------------------------------- the fuzz target: load plus one run
+
+def test_the_fuzz_corpus_starts_from_a_model_that_loads_and_runs():
+    """The corpus holds the tiny model and crafted variants of it (FORMAT.md), so that the replay under the
+    sanitizers (test_native_loader.py) and every fuzzing run reach lmn_run."""
+    from limuse_runtime.native.binding import NativeError, NativeModel
+    from limuse_runtime.native.build import HERE
+    corpus = HERE / "fuzz_corpus"
+    model = NativeModel(corpus / "tiny_model.packed.bin")
+    shapes = model.input_shapes
+    y = model.run(np.zeros(shapes["mixture"][1:], np.float32), _unit(), np.zeros(shapes["visual"][1:], np.float32))
+    assert y.shape == (model.window,) and np.isfinite(y).all()
+    for name, words in (("tiny_conf_inputs_shorter", "disagree on mixture"), ("tiny_conf_not_json", "CONF section"),
+                        ("tiny_many_records", "kernel records")):
+        with pytest.raises(NativeError, match=words):
+            NativeModel(corpus / f"{name}.packed.bin")
+
+
+def test_a_short_libfuzzer_run_finds_nothing(tmp_path):
+    """libFuzzer (clang only) with AddressSanitizer and UndefinedBehaviorSanitizer: 20 s from the corpus."""
+    import shutil
+    from limuse_runtime.native.build import HERE, SOURCES
+    clang = shutil.which("clang")
+    if clang is None:
+        pytest.skip("clang absent (apt-get install clang): libFuzzer needs it; the corpus replay runs with gcc")
+    fuzzer = tmp_path / "fuzz_loader"
+    subprocess.run([clang, "-std=c99", "-g", "-O1", "-fsanitize=fuzzer,address,undefined",
+                    "-fno-sanitize-recover=all", "-ffp-contract=off", "-o", str(fuzzer),
+                    *[str(HERE / s) for s in SOURCES + ("fuzz_loader.c",)], "-lm"], check=True)
+    work = tmp_path / "corpus"
+    shutil.copytree(HERE / "fuzz_corpus", work)
+    result = subprocess.run([str(fuzzer), "-max_total_time=20", "-rss_limit_mb=1024", str(work)],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
