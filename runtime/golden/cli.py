@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from limuse_runtime.contract import (MIXTURE, SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VISUAL, VOICEPRINT, atomic_path,
-                                     load_visual, load_voiceprint)
+from limuse_runtime.contract import (MIXTURE, SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VISUAL, VISUAL_DIM, VOICEPRINT,
+                                     atomic_path, load_visual, load_voiceprint, n_video_frames)
 from limuse_runtime.errors import ArgumentParser, InputError
 
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="QONNX export (power-of-two scales) of a quantized LiMuSE")
     parser.add_argument("--mixture", required=True, help="16 kHz wav with the model's microphone channels")
     parser.add_argument("--voiceprint", help="(512,) .npy speaker embedding, if the model has that cue")
-    parser.add_argument("--visual", help="(frames, 256) .npy lip features, if the model has that cue")
+    parser.add_argument("--visual", help="(frames, 256) .npy lip features at 25 fps; missing means no face")
     parser.add_argument("--out", help="output wav (mono, 16 kHz, float)")
     parser.add_argument("--dump", help="new directory for the per-layer test vectors (.npy + index.json)")
     return parser
@@ -94,6 +94,9 @@ def _read_inputs(args, engine) -> dict:
     mixture = _read_mixture(args.mixture, mixture_shape)
     inputs = {MIXTURE: mixture[None]}
     for name, path, loader in ((VOICEPRINT, args.voiceprint, load_voiceprint), (VISUAL, args.visual, load_visual)):
+        if name == VISUAL and name in names and path is None:  # no face: an all-zero track, as the other backends
+            inputs[name] = np.zeros((1, n_video_frames(mixture.shape[1]), VISUAL_DIM), np.float32)
+            continue
         if name in names and path is None:
             raise InputError(f"{name}: missing; this model expects --{name}")
         if name not in names and path is not None:

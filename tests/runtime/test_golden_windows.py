@@ -93,3 +93,15 @@ def test_dump_needs_the_file_s_length(tiny_po2_qonnx, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--dump" in err and f"exactly {WINDOW}" in err
     assert not (tmp_path / "y.wav").exists() and not (tmp_path / "vectors").exists()
+
+
+@pytest.mark.parametrize("n_samples", [WINDOW, 2 * WINDOW + 77])
+def test_a_missing_visual_means_no_face(tiny_po2_qonnx, tmp_path, n_samples):
+    """Without --visual the model sees an all-zero track, as the onnxruntime and native backends do."""
+    _files(tmp_path, n_samples, seed=3)
+    np.save(tmp_path / "vis.npy", np.zeros((n_video_frames(n_samples), 256), np.float32))
+    assert _golden(tiny_po2_qonnx, tmp_path) == 0
+    with_zeros = sf.read(tmp_path / "y.wav", dtype="float32")[0]
+    assert main(["golden", "--model", str(tiny_po2_qonnx), "--mixture", str(tmp_path / "mix.wav"), "--voiceprint",
+                 str(tmp_path / "vp.npy"), "--out", str(tmp_path / "none.wav")]) == 0
+    np.testing.assert_array_equal(sf.read(tmp_path / "none.wav", dtype="float32")[0], with_zeros)
