@@ -49,10 +49,9 @@ def models(tmp_path_factory):
     quantized = from_preset("tiny", "w3a8").quantized.eval()
     calibrate(quantized, [example_inputs(quantized, 4000, seed=0)])
     save_onnx(onnx_export.export_qcdq(exportable(quantized), example_inputs(quantized, 4000)), out / "tiny.int8.onnx")
-    try:
-        build.build()
-    except RuntimeError as exc:
-        pytest.skip(f"no C compiler to build the native engine: {exc}")
+    from system_tools import c_compiler
+    c_compiler()  # skips, naming the package, where there is none (fails under LIMUSE_REQUIRE_TOOLS=1)
+    build.build()
     _, _, qonnx = calibrated_qonnx(out / "tiny_inorm.qonnx.onnx", "tiny", "w3a8-po2-inorm", 6400, 10)
     pack(qonnx, out / "tiny.packed.bin", {"preset": "tiny", "recipe": "w3a8-po2-inorm"})
     return {"onnx": out / "tiny.int8.onnx", "native": out / "tiny.packed.bin"}
