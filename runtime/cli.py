@@ -162,6 +162,10 @@ def run(argv: list[str]) -> int:
     except InputError as exc:
         print(f"limuse-run: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except MemoryError:  # the partial output is gone (atomic_path); say so in one line
+        print(f"limuse-run: error: out of memory for the model {args.model!r} (its window and activations); "
+              f"expected a model and --window that fit this machine", file=sys.stderr)
+        return 2
     if truncated:  # README: a cut-off recording is processed as far as it goes, with this one warning
         print(f"limuse-run: warning: mixture {args.mixture!r} is truncated: its data chunk declares {truncated[0]} "
               f"bytes and the last {truncated[1]} are missing; processed the samples present", file=sys.stderr)

@@ -1073,6 +1073,13 @@ static int check_conf(const lmn_model *m, char *err, size_t err_len)
                   (long long)m->values[m->output_value].size);
         return 0;
     }
+    if (cf.window_samples > LMN_MAX_WINDOW_SAMPLES ||
+        m->arena_elements > (int64_t)LMN_ARENA_PER_WINDOW_SAMPLE * cf.window_samples) {
+        lmn_error(err, err_len, "packed model: a window of %lld samples with an arena of %lld elements; expected at "
+                  "most %d samples and %d arena elements per sample (FORMAT.md, Memory)", (long long)cf.window_samples,
+                  (long long)m->arena_elements, LMN_MAX_WINDOW_SAMPLES, LMN_ARENA_PER_WINDOW_SAMPLE);
+        return 0;
+    }
     return 1;
 }
 

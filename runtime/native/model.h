@@ -33,6 +33,11 @@ enum { KIND_INT = 0, KIND_FLOAT = 1 };
 /* The most memory the kernel table may take per byte of the PROG section: sizeof(lmn_op) per record plus
  * the lookup tables of the records that have them (FORMAT.md, "Memory"). */
 #define LMN_KERNEL_BYTES_PER_PROG_BYTE 64
+/* The longest window a packed model may run (600 s at 16 kHz, limuse-run's longest --window), and the most
+ * arena elements per sample of it (LiMuSE models need 26, tiny, to 105, limuse_k32): the activation memory
+ * a file may ask for is bounded by the window it declares (FORMAT.md, "Memory"). */
+#define LMN_MAX_WINDOW_SAMPLES 9600000
+#define LMN_ARENA_PER_WINDOW_SAMPLE 1024
 
 /* One layer's weights w[ci * cout + co] as channel pairs: output channel co's nonzero pairs are entries
  * start[co] .. start[co + 1] - 1, each the pair index p (channels 2p, 2p + 1; a missing odd one is 0) and

@@ -576,6 +576,16 @@ def _many_records(data: bytes, n: int = 50_000) -> bytes:
     return _seal(secs)
 
 
+def _arena(data: bytes, elements: int = 1 << 31) -> bytes:
+    """A CRC-valid model whose VALS asks for an arena of `elements` (8 GB of activations from 5 bytes)."""
+    secs = _sections(data)
+    vals = secs[1][1]
+    n_values, at = _read_varint(vals, 0)
+    _, rest = _read_varint(vals, at)
+    secs[1][1] = _varint(n_values) + _varint(elements) + vals[rest:]
+    return _seal(secs)
+
+
 def _flip(at_fraction: float, reseal: bool):
     def damage(data: bytes) -> bytes:
         d = bytearray(data)
@@ -612,6 +622,9 @@ PACKED = {
     "conf_deep": (lambda d: _conf(d, lambda c: c[:-1] + ', "x": ' + "[" * 5000 + "]" * 5000 + "}"),
                   ("CONF section",)),
     "many_records": (_many_records, ("kernel records",)),
+    "arena_amplified": (_arena, ("arena of 2147483648 elements",)),
+    "window_amplified": (lambda d: _conf(d, lambda c: c.replace('"window_samples": 6400',
+                                                                '"window_samples": 96000000')), ("window_samples",)),
     "truncated": (lambda d: d[: len(d) // 2], ("truncated",)),
     "flipped_byte": (_flip(0.5, False), ("checksum",)),
     "flipped_header_crc": (_flip(16 / 25545, False), ("checksum",)),
