@@ -218,8 +218,10 @@ def probe_output_dir(path: "str | Path") -> None:
     except OSError as exc:
         raise InputError(f"out: cannot write in {str(parent)!r} ({exc.strerror}); expected a writable "
                          f"directory") from None
-    os.close(fd)
-    os.unlink(tmp)
+    try:
+        os.close(fd)
+    finally:
+        os.unlink(tmp)
 
 
 def atomic_write_bytes(path: "str | Path", data: bytes) -> None:

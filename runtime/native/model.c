@@ -725,7 +725,6 @@ static int has_tables(int opcode)
 
 typedef struct {
     const char *p, *end;
-    int failed;
 } json_reader;
 
 typedef struct {
@@ -1040,7 +1039,6 @@ static int check_conf(const lmn_model *m, char *err, size_t err_len)
     cf.window_samples = cf.mic_channels = cf.output_samples = -1;
     j.p = m->config;
     j.end = m->config + strlen(m->config);
-    j.failed = 0;
     if (!json_conf(&j, &cf) || (size_t)(j.end - m->config) != m->config_len || !cf.have_inputs ||
         cf.window_samples < 0 || cf.mic_channels < 0 || cf.output_samples < 0) {
         lmn_error(err, err_len, "packed model: the CONF section is not a JSON object with inputs, window_samples, "

@@ -438,6 +438,24 @@ def test_a_new_output_follows_the_umask(backend, models, files, sandbox, capsys)
     assert stat.S_IMODE((out_dir / "y.wav").stat().st_mode) == 0o640
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_read_only_output_directory_is_refused_before_the_run(backend, models, files, sandbox, capsys,
+                                                                 monkeypatch):
+    """A read-only mount (EROFS; root ignores chmod, so the file system's answer is simulated)."""
+    import errno
+    out_dir, tmp = sandbox
+    real = tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kw):
+        if dir is not None and Path(dir) == out_dir:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    err = case(backend, models, files, sandbox, capsys, False, ("Read-only file system",))
+    assert "out: cannot write in" in err
+
+
 def test_a_full_disk_is_one_line(models, files, sandbox, capsys, monkeypatch):
     """The write of the output fails half-way (ENOSPC): one line, nothing left."""
     out_dir, tmp = sandbox
