@@ -757,10 +757,13 @@ def test_signals_leave_nothing_behind(backend, signum, models, files, long_mixtu
                                                               out=out_dir / "y.wav")]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not any(out_dir.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)  # the partial output exists: the separation has started
+    def partial() -> bool:  # the output's temporary file exists: the separation has started
+        return any(p.name.startswith(".y.wav.") for p in out_dir.iterdir())
+
+    while not partial() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be stopped"
-    assert any(tmp.iterdir()), "no converted copy in $TMPDIR"
+    assert any(p.name.startswith("limuse_run_") for p in tmp.iterdir()), "no converted copy in $TMPDIR"
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum, err
