@@ -20,6 +20,7 @@ from limuse_export import parity
 from limuse_export.demo_sample import Utterance
 from limuse_export.pack import RECIPE, PackError, pack
 from limuse_runtime.contract import MIXTURE, SAMPLE_RATE, VISUAL, VOICEPRINT, atomic_write_bytes
+from limuse_runtime.voiceprint import VOICEPRINT_VERSION, VOICEPRINT_VERSION_KEY
 
 
 def native_applies(quantized) -> "str | None":
@@ -51,7 +52,8 @@ def pack_and_run(name: str, quantized, qonnx_bytes: bytes, qonnx_utterance: Utte
         qonnx_path, path = Path(tmp) / "model.qonnx.onnx", Path(tmp) / f"{name}.packed.bin"
         qonnx_path.write_bytes(qonnx_bytes)
         try:
-            pack(qonnx_path, path, {"name": name, "recipe": quantized.recipe.name, "config": cfg.to_dict()})
+            pack(qonnx_path, path, {"name": name, "recipe": quantized.recipe.name, "config": cfg.to_dict(),
+                                    VOICEPRINT_VERSION_KEY: VOICEPRINT_VERSION})
         except PackError as exc:
             return {"error": str(exc)}
         model = NativeModel(path)

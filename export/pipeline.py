@@ -31,6 +31,7 @@ from limuse_export.save import save_onnx
 from limuse_export.sources import Source
 from limuse_runtime.contract import MIXTURE, SAMPLE_RATE, VISUAL, VOICEPRINT, atomic_write_text
 from limuse_runtime.streaming import DEFAULT_WINDOW_S
+from limuse_runtime.voiceprint import VOICEPRINT_VERSION, VOICEPRINT_VERSION_KEY
 
 # The int8 and float files have dynamic lengths and are traced on this much audio (tracing costs grow with
 # it; the graph does not depend on it, and parity is measured on the full utterances).
@@ -135,6 +136,7 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
         for kind in FILE_ORDER:
             if kind in protos:
                 path = out / f"{source.name}.{kind}.onnx"
+                onnx.helper.set_model_props(protos[kind], {VOICEPRINT_VERSION_KEY: str(VOICEPRINT_VERSION)})
                 files[path.name] = save_onnx(protos[kind], path)
                 log(f"wrote {path} ({files[path.name]} bytes)")
         timed("write", started)

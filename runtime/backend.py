@@ -14,6 +14,7 @@ import onnxruntime as ort
 from limuse_runtime.contract import (INPUT_NAMES, MIXTURE, OUTPUT_NAME, VISUAL, VISUAL_DIM, VOICEPRINT, ModelContract,
                                      check_inputs, check_threads, n_video_frames)
 from limuse_runtime.errors import InputError
+from limuse_runtime.voiceprint import VOICEPRINT_VERSION_KEY, check_voiceprint_version
 
 
 def session_options(threads: int, optimized_model_path: str | None = None,
@@ -67,6 +68,9 @@ class OrtSeparator:
             raise InputError(f"model: cannot load {str(model_path)!r} as ONNX ({first_line[:160]}); "
                              f"expected an exported <name>.int8.onnx or <name>.float.onnx") from None
         self.contract = read_contract(self.session)
+        if self.contract.has_voiceprint:
+            check_voiceprint_version(self.session.get_modelmeta().custom_metadata_map.get(VOICEPRINT_VERSION_KEY),
+                                     repr(str(model_path)))
         self.path = model_path
 
     def check(self, mixture: np.ndarray, voiceprint: np.ndarray | None, visual: np.ndarray | None) -> None:

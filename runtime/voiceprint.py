@@ -19,9 +19,13 @@ from __future__ import annotations
 import numpy as np
 
 from limuse_runtime.contract import SAMPLE_RATE, VOICEPRINT_DIM
+from limuse_runtime.errors import InputError
 
 VOICEPRINT_SEED = 20211104
 VOICEPRINT_VERSION = 1
+# Exported models record the extractor version their voiceprint input expects: a metadata property of
+# the ONNX files and a CONF key of the packed file, both under this name.
+VOICEPRINT_VERSION_KEY = "voiceprint_version"
 _N_MELS, _N_CEPS = 40, 19
 _FRAME, _HOP, _N_FFT = 400, 160, 512
 
@@ -114,3 +118,18 @@ def voiceprint(wave: np.ndarray) -> np.ndarray:
                             [np.median(log_f0), np.subtract(*np.percentile(log_f0, [90, 10]))]])
     embedding = _PROJECTION @ ((stats - _STAT_CENTRE) / _STAT_SCALE)
     return (embedding / (np.linalg.norm(embedding) + 1e-12)).astype(np.float32)
+
+
+def check_voiceprint_version(recorded, model: str) -> None:
+    """A model whose recorded extractor version is not this runtime's is refused: `limuse-run enroll`
+    would hand it vectors of another extractor, which it was never trained on. Models exported before
+    the version was recorded (None) were all trained on version 1."""
+    version = 1 if recorded is None else recorded
+    try:
+        version = int(version)
+    except (TypeError, ValueError):
+        raise InputError(f"model: {model} records voiceprint version {recorded!r}; expected an integer") from None
+    if version != VOICEPRINT_VERSION:
+        raise InputError(f"model: {model} was trained on voiceprint extractor version {version}, this runtime "
+                         f"enrols with version {VOICEPRINT_VERSION}; expected a model exported for version "
+                         f"{VOICEPRINT_VERSION} (re-export it, or install the matching limuse_runtime)")

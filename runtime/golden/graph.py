@@ -58,6 +58,8 @@ def load_graph(path: "str | Path") -> Graph:
     from onnx import numpy_helper
 
     from limuse_runtime.golden.fixed_point import GoldenError
+    from limuse_runtime.contract import VOICEPRINT
+    from limuse_runtime.voiceprint import VOICEPRINT_VERSION_KEY, check_voiceprint_version
     path = Path(path)
     if not path.is_file():
         raise GoldenError(f"model: no such file {str(path)!r}; expected a QONNX .onnx exported by limuse-export")
@@ -82,6 +84,9 @@ def load_graph(path: "str | Path") -> Graph:
                             for d in i.type.tensor_type.shape.dim) for i in g.input if i.name in inputs}
     if not inputs or not g.output:
         raise GoldenError(f"model: {str(path)!r} has no graph inputs or outputs; expected an exported LiMuSE")
+    if VOICEPRINT in inputs:
+        check_voiceprint_version({p.key: p.value for p in proto.metadata_props}.get(VOICEPRINT_VERSION_KEY),
+                                 repr(str(path)))
     return Graph(tuple(nodes), constants, inputs, tuple(o.name for o in g.output), shapes)
 
 

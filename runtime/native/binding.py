@@ -11,6 +11,7 @@ import numpy as np
 from limuse_runtime.contract import (INPUT_NAMES, SAMPLES_PER_VIDEO_FRAME, VIDEO_RATE, VISUAL, VISUAL_DIM, VOICEPRINT,
                                      ModelContract, check_inputs, check_threads)
 from limuse_runtime.errors import InputError
+from limuse_runtime.voiceprint import VOICEPRINT_VERSION_KEY, check_voiceprint_version
 
 HERE = Path(__file__).resolve().parent
 LIBRARY_ENV = "LIMUSE_NATIVE_LIB"
@@ -112,6 +113,8 @@ class NativeModel:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise NativeError(f"model: {str(self.path)!r}: the CONF section is malformed ({type(exc).__name__}); "
                               f"expected the JSON object of FORMAT.md") from None
+        if VOICEPRINT in self.input_shapes:
+            check_voiceprint_version(self.config.get(VOICEPRINT_VERSION_KEY), repr(str(self.path)))
         for which, name in enumerate(INPUT_NAMES):
             elements = int(np.prod(self.input_shapes[name])) if name in self.input_shapes else 0
             if elements != self._lib.lmn_input_elements(handle, which):

@@ -125,6 +125,15 @@ def test_pipeline_report_and_qonnx_executor_parity(micro_report):
     assert "no power-of-two scales" in p["golden_vs_brevitas"]
 
 
+def test_every_onnx_file_records_the_voiceprint_extractor_version(micro_report):
+    """limuse-run refuses a model trained on another extractor than the one it enrols with."""
+    from limuse_runtime.voiceprint import VOICEPRINT_VERSION, VOICEPRINT_VERSION_KEY
+    _, out = micro_report
+    for name in ("micro.qonnx.onnx", "micro.int8.onnx", "micro.float.onnx"):
+        props = {p.key: p.value for p in onnx.load(str(out / name)).metadata_props}
+        assert props[VOICEPRINT_VERSION_KEY] == str(VOICEPRINT_VERSION), name
+
+
 def test_pipeline_reports_ort_parity_against_the_goal(micro_report):
     """The report states onnxruntime's distance from Brevitas and the goal; the figure itself depends on
     the CPU (the untrained micro model: 0.91 dB on AVX-512 VNNI), so only the golden engine is held to it."""

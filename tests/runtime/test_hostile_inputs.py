@@ -498,9 +498,14 @@ def _onnx_model(path: Path, body: str):
         nodes.append(helper.make_node("Slice", ["mono", "starts", "ends", "axes"], ["target"]))
     elif body == "inf":
         nodes.append(helper.make_node("Div", ["mono", "zero"], ["target"]))
+    elif body.startswith("voiceprint_version="):  # a plain model that records another extractor version
+        nodes.append(helper.make_node("Identity", ["mono"], ["target"]))
     output = helper.make_tensor_value_info("target", TensorProto.FLOAT, None)
     graph = helper.make_graph(nodes, "hostile", inputs, [output], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    if body.startswith("voiceprint_version="):
+        helper.set_model_props(model, {"voiceprint_version": body.split("=", 1)[1]})
+    onnx.save(model, str(path))
     return path
 
 
@@ -508,6 +513,10 @@ ONNX_MODELS = {
     "nan_output": (lambda d: _onnx_model(d / "nan.onnx", "nan"), ("NaN or Inf",)),
     "inf_output": (lambda d: _onnx_model(d / "inf.onnx", "inf"), ("NaN or Inf",)),
     "short_output": (lambda d: _onnx_model(d / "short.onnx", "short"), ("returned shape (100,)",)),
+    "voiceprint_version_2": (lambda d: _onnx_model(d / "v2.onnx", "voiceprint_version=2"),
+                             ("trained on voiceprint extractor version 2",)),
+    "voiceprint_version_text": (lambda d: _onnx_model(d / "vx.onnx", "voiceprint_version=two"),
+                                ("voiceprint version 'two'",)),
     "garbage": (_bytes("g.onnx", b"\x08\x07garbage" * 50), ("cannot load",)),
     "empty_file": (_bytes("e.onnx", b""), ("cannot load",)),
     "truncated": (None, ()),
@@ -639,6 +648,8 @@ PACKED = {
     "conf_bad_utf8": (lambda d: _conf(d, lambda c: c.replace('"tiny"', '"ti\udcffny"')), ("CONF",)),
     "conf_deep": (lambda d: _conf(d, lambda c: c[:-1] + ', "x": ' + "[" * 5000 + "]" * 5000 + "}"),
                   ("CONF section",)),
+    "conf_voiceprint_version_2": (lambda d: _conf(d, lambda c: c[:-1] + ', "voiceprint_version": 2}'),
+                                  ("trained on voiceprint extractor version 2",)),
     "many_records": (_many_records, ("kernel records",)),
     "arena_amplified": (_arena, ("arena of 2147483648 elements",)),
     "window_amplified": (lambda d: _conf(d, lambda c: c.replace('"window_samples": 6400',
@@ -808,3 +819,11 @@ def test_a_short_libfuzzer_run_finds_nothing(tmp_path):
     result = subprocess.run([str(fuzzer), "-max_total_time=20", "-rss_limit_mb=1024", str(work)],
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_model_without_a_recorded_voiceprint_version_runs_and_version_1_is_accepted(models, files, sandbox, capsys,
+                                                                                     tmp_path):
+    """Exports made before the version was recorded (none) and exports of this extractor (1) both run."""
+    v1 = tmp_path / "v1.packed.bin"
+    v1.write_bytes(_conf(Path(models["native"]).read_bytes(), lambda c: c[:-1] + ', "voiceprint_version": 1}'))
+    case("native", models, files, sandbox, capsys, True, model=v1)
