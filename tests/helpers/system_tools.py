@@ -17,6 +17,7 @@ PACKAGES = {
     "espeak-ng": "espeak-ng",
     "flite": "flite",
     "cc": "gcc",
+    "clang": "clang libclang-rt-14-dev",  # libFuzzer and the sanitizers' runtime
     "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
     "qemu-aarch64": "qemu-user",
 }

@@ -806,10 +806,10 @@ def test_the_fuzz_corpus_starts_from_a_model_that_loads_and_runs():
 def test_a_short_libfuzzer_run_finds_nothing(tmp_path):
     """libFuzzer (clang only) with AddressSanitizer and UndefinedBehaviorSanitizer: 20 s from the corpus."""
     import shutil
+
+    from system_tools import require
     from limuse_runtime.native.build import HERE, SOURCES
-    clang = shutil.which("clang")
-    if clang is None:
-        pytest.skip("clang absent (apt-get install clang): libFuzzer needs it; the corpus replay runs with gcc")
+    clang = require("clang")["clang"]  # the corpus replay (gcc) runs without it
     fuzzer = tmp_path / "fuzz_loader"
     subprocess.run([clang, "-std=c99", "-g", "-O1", "-fsanitize=fuzzer,address,undefined",
                     "-fno-sanitize-recover=all", "-ffp-contract=off", "-o", str(fuzzer),
