@@ -32,6 +32,7 @@ class ModelConfig:
     context_layers: int = 2
     cues: tuple[str, ...] = CUES
     mask_activation: str = "none"  # the published config names sigmoid but never applies it
+    causal: bool = False  # cumulative norms, left-padded main GC-TCN, past-only visual cue (docs/causal.md)
 
     def __post_init__(self):
         object.__setattr__(self, "cues", tuple(self.cues))
@@ -80,6 +81,8 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["cues"] = list(self.cues)
+        if not self.causal:  # an offline config's dict as before the field: packed models embed it
+            del d["causal"]
         return d
 
     @classmethod
@@ -120,6 +123,48 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(n_filters=16, filter_length=16, audio_hidden=32, audio_layers=2, audio_stacks=1,
                         fusion_layers=2, groups=4, context_size=8, context_hidden=16),
 }
+
+
+# The causal twin of every row above (docs/causal.md): the same parameters, so it starts from the row's
+# float bundle.
+PRESETS.update({f"{name}_causal": cfg.replace(causal=True) for name, cfg in list(PRESETS.items())})
+
+# Each ContextCodec stage's output frame depends on the frames of the 50 %-overlapping blocks that hold it;
+# LiMuSE runs two such stages (audio, then fusion) in a row.
+CODEC_STAGES = 2
+
+
+def algorithmic_latency_samples(config: ModelConfig) -> int:
+    """The algorithmic latency of a causal model in samples: output sample s is final once input samples
+    up to s + latency - 1 have arrived (and visual frames up to that sample's), and some s needs exactly
+    that many. Offline (causal=False) models have none: their norms see the whole input.
+
+    Derivation, with L = filter_length, h = hop = L/2 and, with the context codec, c = context_size/2
+    frames (the blocks' hop):
+    - Decoder: sample s is the overlap-add of frames floor(s/h) - 1 and floor(s/h); the later one counts.
+    - Encoder: frame i reads samples i*h .. i*h + L - 1.
+    - Codec stage: split_blocks pads c frames on the left, so block j holds frames j*c - c .. j*c + c - 1
+      and frame f lies in blocks floor(f/c) and floor(f/c) + 1. A block's encoder, summary and decoder see
+      their whole block (local norms), the main GC-TCN over the block sequence is causal, so output frame
+      f depends on input frames up to F(f) = (floor(f/c) + 2)*c - 1.
+    - Two stages in a row: F(F(f)) = (floor(f/c) + 3)*c - 1, a look-ahead of 3c - 1 frames at f = q*c.
+    - At s = q*c*h: the latest input sample is ((q + 3)*c - 1)*h + L - 1, that is s + (3c - 1)*h + L - 1.
+    So the latency is (3c - 1)*h + L samples; without the codec every stage is frame-causal and it is the
+    encoder window L. The visual cue (latest video frame started by an audio frame's last sample) adds
+    nothing. limuse_k32_causal: L = 32, h = 16, c = 16: 47*16 + 32 = 784 samples, 49 ms at 16 kHz (one
+    block of 32 frames alone would be 33 ms: (2c - 1)*h + L = 528 samples; the second stage adds c*h)."""
+    if not config.causal:
+        raise ValueError("latency: an offline model (causal: false) has no algorithmic latency (its norms "
+                         "see the whole input); expected a causal config, e.g. preset 'limuse_k32_causal'")
+    if not config.context_codec:
+        return config.filter_length
+    look_ahead_frames = (CODEC_STAGES + 1) * (config.context_size // 2) - 1
+    return look_ahead_frames * config.hop + config.filter_length
+
+
+def algorithmic_latency_seconds(config: ModelConfig, sample_rate: int = 16000) -> float:
+    """algorithmic_latency_samples in seconds at `sample_rate` (the contract's 16 kHz)."""
+    return algorithmic_latency_samples(config) / sample_rate
 
 
 def get_preset(name: str) -> ModelConfig:

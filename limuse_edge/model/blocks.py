@@ -41,8 +41,9 @@ def group_mean(v: torch.Tensor) -> torch.Tensor:
 class TAC(nn.Module):
     """Transform-average-concatenate across the K groups, per frame, on (B*K, T, d)."""
 
-    def __init__(self, dim: int, hidden: int, groups: int, recipe: QuantRecipe, split_concat: "bool | None" = None):
-        """split_concat: apply the output layer's half that reads the group mean once per frame and
+    def __init__(self, dim: int, hidden: int, groups: int, recipe: QuantRecipe, split_concat: "bool | None" = None,
+                 causal: bool = False):
+        """causal: a cumulative norm (statistics over the past frames only). split_concat: apply the output layer's half that reads the group mean once per frame and
         broadcast it over the groups, instead of once per group after a large concatenation. Exact for a
         float layer, and its default there; a quantized layer quantizes its whole input and weight as one
         tensor each, so it runs as written."""
@@ -58,7 +59,7 @@ class TAC(nn.Module):
         self.average_act = nn.PReLU()
         self.concat = factory.linear(recipe, 6 * hidden, dim)
         self.concat_act = nn.PReLU()
-        self.norm = factory.group_norm(recipe, dim, channels_last=True)
+        self.norm = factory.norm(recipe, dim, channels_last=True, causal=causal)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bk, t, _ = x.shape
@@ -78,22 +79,29 @@ class TAC(nn.Module):
 class DepthwiseSeparableBlock(nn.Module):
     """On (batch, T, dim): 1x1 conv, PReLU, GroupNorm, dilated depthwise conv, PReLU, GroupNorm,
     1x1 conv; residual. The 1x1 convs are per-frame linear maps, computed as Linear on channels-last
-    data (one large GEMM instead of many tiny convolutions)."""
+    data (one large GEMM instead of many tiny convolutions). causal: cumulative norms, and the depthwise
+    conv left-padded (built unpadded; its input gets dilation * (kernel_size - 1) zero frames in front)."""
 
-    def __init__(self, dim: int, hidden: int, kernel_size: int, dilation: int, recipe: QuantRecipe):
+    def __init__(self, dim: int, hidden: int, kernel_size: int, dilation: int, recipe: QuantRecipe,
+                 causal: bool = False):
         super().__init__()
+        self.causal = causal
         self.expand = factory.linear(recipe, dim, hidden)
         self.expand_act = nn.PReLU()
-        self.expand_norm = factory.group_norm(recipe, hidden, channels_last=True)
+        self.expand_norm = factory.norm(recipe, hidden, channels_last=True, causal=causal)
         self.depthwise = factory.conv1d(recipe, hidden, hidden, kernel_size, dilation=dilation,
-                                        padding=dilation * (kernel_size - 1) // 2, groups=hidden)
+                                        padding=0 if causal else dilation * (kernel_size - 1) // 2, groups=hidden)
         self.depthwise_act = nn.PReLU()
-        self.depthwise_norm = factory.group_norm(recipe, hidden, channels_last=True)
+        self.depthwise_norm = factory.norm(recipe, hidden, channels_last=True, causal=causal)
         self.project = factory.linear(recipe, hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.expand_norm(fast.prelu(self.expand_act, per_frame(self.expand, x)))
-        y = self.depthwise_norm(fast.prelu(self.depthwise_act, fast.depthwise_conv(self.depthwise, y)))
+        if self.causal:
+            y = fast.depthwise_conv(self.depthwise, y, causal=True)
+        else:
+            y = fast.depthwise_conv(self.depthwise, y)
+        y = self.depthwise_norm(fast.prelu(self.depthwise_act, y))
         return x + per_frame(self.project, y)
 
 
@@ -101,10 +109,10 @@ class GCLayer(nn.Module):
     """One group-communication layer: TAC across groups, then the conv block on every group. The
     weights are shared by all groups because the groups are folded into the batch."""
 
-    def __init__(self, dim, hidden, groups, kernel_size, dilation, recipe):
+    def __init__(self, dim, hidden, groups, kernel_size, dilation, recipe, causal=False):
         super().__init__()
-        self.tac = TAC(dim, hidden, groups, recipe)
-        self.conv = DepthwiseSeparableBlock(dim, hidden, kernel_size, dilation, recipe)
+        self.tac = TAC(dim, hidden, groups, recipe, causal=causal)
+        self.conv = DepthwiseSeparableBlock(dim, hidden, kernel_size, dilation, recipe, causal=causal)
 
     def forward(self, x):
         return self.conv(self.tac(x))
@@ -112,20 +120,22 @@ class GCLayer(nn.Module):
 
 class GCTCN(nn.Module):
     """GC-TCN(D, H, layers, stacks, K) on (B, D, T). With grouped=False it is the plain TCN of the
-    "raw" rows: an input gLN, then the conv blocks on all D channels."""
+    "raw" rows: an input gLN, then the conv blocks on all D channels. causal: every norm cumulative and
+    every depthwise conv left-padded, so output frame t depends on input frames 0..t only."""
 
     def __init__(self, dim: int, hidden: int, layers: int, stacks: int, groups: int, kernel_size: int,
-                 recipe: QuantRecipe, grouped: bool = True):
+                 recipe: QuantRecipe, grouped: bool = True, causal: bool = False):
         super().__init__()
         self.groups = groups if grouped else 1
         dilations = [2 ** i for _ in range(stacks) for i in range(layers)]
         if grouped:
             d, h = dim // groups, hidden // groups
             self.input_norm = nn.Identity()
-            self.layers = nn.ModuleList(GCLayer(d, h, groups, kernel_size, dil, recipe) for dil in dilations)
+            self.layers = nn.ModuleList(GCLayer(d, h, groups, kernel_size, dil, recipe, causal)
+                                        for dil in dilations)
         else:
-            self.input_norm = factory.group_norm(recipe, dim)
-            self.layers = nn.ModuleList(DepthwiseSeparableBlock(dim, hidden, kernel_size, dil, recipe)
+            self.input_norm = factory.norm(recipe, dim, causal=causal)
+            self.layers = nn.ModuleList(DepthwiseSeparableBlock(dim, hidden, kernel_size, dil, recipe, causal)
                                         for dil in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

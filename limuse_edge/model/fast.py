@@ -107,22 +107,27 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return _Linear.apply(x, weight, bias)
 
 
-def _depthwise_values(x, weight, bias, dilation: int):
+def _depthwise_values(x, weight, bias, dilation: int, causal: bool = False):
+    """'same' padding, or with causal all of it in front (a left-padded conv)."""
     k, t = weight.shape[1], x.shape[1]
     pad = dilation * (k - 1) // 2
-    padded = F.pad(x, (0, 0, pad, pad))
+    padded = F.pad(x, (0, 0, 2 * pad, 0) if causal else (0, 0, pad, pad))
     y = bias + padded[:, :t] * weight[:, 0]
     for j in range(1, k):
         y = y + padded[:, j * dilation:j * dilation + t] * weight[:, j]
     return y
 
 
-def _depthwise_grads(grad, x, weight, dilation: int):
-    """(grad_x, grad_weight, grad_bias): x[t'] feeds y[t' + pad - j*d] through tap j, so grad_x is the taps
-    again, mirrored; tap j's weight gradient sums grad times the input it saw."""
+def _depthwise_grads(grad, x, weight, dilation: int, causal: bool = False):
+    """(grad_x, grad_weight, grad_bias): x[t'] feeds y[t' + left - j*d] through tap j (left: the front
+    padding), so grad_x is the taps again, mirrored, on grad padded the other way round; tap j's weight
+    gradient sums grad times the input it saw."""
     k, t = weight.shape[1], x.shape[1]
     pad = dilation * (k - 1) // 2
-    padded, grad_padded = F.pad(x, (0, 0, pad, pad)), F.pad(grad, (0, 0, pad, pad))
+    if causal:
+        padded, grad_padded = F.pad(x, (0, 0, 2 * pad, 0)), F.pad(grad, (0, 0, 0, 2 * pad))
+    else:
+        padded, grad_padded = F.pad(x, (0, 0, pad, pad)), F.pad(grad, (0, 0, pad, pad))
     grad_x = grad_padded[:, 2 * pad:2 * pad + t] * weight[:, 0]
     for j in range(1, k):
         start = 2 * pad - j * dilation
@@ -151,28 +156,37 @@ class _DepthwiseConvChannelsLast(torch.autograd.Function):
     (limuse_k32-sized tensors, one thread)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, dilation):
-        ctx.kernels, ctx.dilation = _depthwise_kernels(x), dilation
+    def forward(ctx, x, weight, bias, dilation, causal=False):
+        ctx.kernels, ctx.dilation, ctx.causal = _depthwise_kernels(x), dilation, causal
         ctx.save_for_backward(x, weight)
+        if causal:
+            return ctx.kernels[0](x.detach(), weight.detach(), bias.detach(), dilation, True)
         return ctx.kernels[0](x.detach(), weight.detach(), bias.detach(), dilation)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
+        if ctx.causal:
+            grad_x, grad_w, grad_b = ctx.kernels[1](grad.detach(), x.detach(), weight.detach(), ctx.dilation, True)
+            return grad_x, grad_w, grad_b, None, None
         grad_x, grad_w, grad_b = ctx.kernels[1](grad.detach(), x.detach(), weight.detach(), ctx.dilation)
-        return grad_x, grad_w, grad_b, None
+        return grad_x, grad_w, grad_b, None, None
 
 
-def _depthwise(x, weight, bias, dilation):
-    return _DepthwiseConvChannelsLast.apply(x, weight[:, 0], bias, dilation)
+def _depthwise(x, weight, bias, dilation, causal=False):
+    return _DepthwiseConvChannelsLast.apply(x, weight[:, 0], bias, dilation, causal)
 
 
-def depthwise_conv(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`conv` (a depthwise, stride-1, 'same'-padded Conv1d, float or Brevitas) on channels-last x (N, T, C)."""
+def depthwise_conv(conv: nn.Module, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """`conv` (a depthwise, stride-1, 'same'-padded Conv1d, float or Brevitas) on channels-last x (N, T, C).
+    causal: `conv` is built unpadded and runs left-padded, dilation * (kernel_size - 1) zero frames in
+    front (the quantized layer's input quantizer maps them to code 0 either way)."""
     if active() and type(conv) is nn.Conv1d:
-        return _depthwise(x, conv.weight, conv.bias, conv.dilation[0])
+        return _depthwise(x, conv.weight, conv.bias, conv.dilation[0], causal)
     if active() and _quantizing(conv):
-        return quant_layer(conv, x, lambda v, w, b: _depthwise(v, w, b, conv.dilation[0]))
+        return quant_layer(conv, x, lambda v, w, b: _depthwise(v, w, b, conv.dilation[0], causal))
+    if causal:
+        x = F.pad(x, (0, 0, conv.dilation[0] * (conv.kernel_size[0] - 1), 0))
     return conv(x.transpose(1, 2)).transpose(1, 2)
 
 

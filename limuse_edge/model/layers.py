@@ -27,6 +27,30 @@ class GroupNormChannelsLast(nn.Module):
         return F.layer_norm(x, x.shape[-2:], eps=NORM_EPS) * self.weight + self.bias
 
 
+class CumulativeLayerNorm(nn.Module):
+    """Conv-TasNet's cumulative layer norm (cLN), the causal form of the one-group norm: frame t is
+    normalised with the mean and variance over the channels of frames 0..t, per-channel affine. On
+    (B, C, T), or channels-last (B, T, C) with channels_last. Same parameters as nn.GroupNorm(1, channels)
+    and GroupNormChannelsLast, so an offline model's state dict loads into it. Float only: the integer form
+    (recipe -inorm) is not written yet."""
+
+    def __init__(self, channels: int, channels_last: bool = False):
+        super().__init__()
+        self.channels_last = channels_last
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channel_axis, time_axis = (2, 1) if self.channels_last else (1, 2)
+        count = torch.arange(1, x.shape[time_axis] + 1, dtype=x.dtype, device=x.device) * x.shape[channel_axis]
+        count = count.view(-1, 1) if self.channels_last else count
+        mean = x.sum(channel_axis, keepdim=True).cumsum(time_axis) / count
+        power = (x * x).sum(channel_axis, keepdim=True).cumsum(time_axis) / count
+        var = (power - mean * mean).clamp_min(0)
+        shape = (1, 1, -1) if self.channels_last else (1, -1, 1)
+        return (x - mean) / torch.sqrt(var + NORM_EPS) * self.weight.view(shape) + self.bias.view(shape)
+
+
 def conv1d(recipe: QuantRecipe, in_channels, out_channels, kernel_size, *, stride=1, padding=0, dilation=1,
            groups=1, edge=False) -> nn.Module:
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, bias=True)
@@ -51,6 +75,21 @@ def group_norm(recipe: QuantRecipe, channels: int, channels_last: bool = False) 
         _, act_quant = quantizers(recipe)
         return IntegerGroupNorm(channels, -1 if channels_last else 1, act_quant, recipe.act_bits)
     return GroupNormChannelsLast(channels) if channels_last else nn.GroupNorm(1, channels, eps=NORM_EPS)
+
+
+def cumulative_norm(recipe: QuantRecipe, channels: int, channels_last: bool = False) -> nn.Module:
+    """The causal twin of group_norm: a cumulative layer norm on (B, C, T) or channels-last (B, T, C)."""
+    if recipe.integer_norm:
+        raise ValueError(f"causal: integer cumulative norm not supported yet (recipe {recipe.name!r}); "
+                         f"expected a recipe without -inorm, e.g. 'w3a8' or 'w3a8-po2'")
+    return CumulativeLayerNorm(channels, channels_last)
+
+
+def norm(recipe: QuantRecipe, channels: int, channels_last: bool = False, causal: bool = False) -> nn.Module:
+    """group_norm, or its causal twin cumulative_norm."""
+    if causal:
+        return cumulative_norm(recipe, channels, channels_last)
+    return group_norm(recipe, channels, channels_last)
 
 
 def _quant_kwargs(recipe: QuantRecipe, edge: bool) -> dict:

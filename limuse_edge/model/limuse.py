@@ -6,7 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from limuse_edge.config import ModelConfig
-from limuse_runtime.contract import MIXTURE, VISUAL, VISUAL_DIM, VOICEPRINT, VOICEPRINT_DIM, n_video_frames
+from limuse_runtime.contract import (MIXTURE, SAMPLES_PER_VIDEO_FRAME, VISUAL, VISUAL_DIM, VOICEPRINT,
+                                     VOICEPRINT_DIM, n_video_frames)
 from limuse_edge.model import layers as factory
 from limuse_edge.model.blocks import GCTCN, ContextCodec
 from limuse_edge.quant import QuantRecipe, get_recipe
@@ -16,7 +17,8 @@ _MASK_ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid
 
 def _stage(cfg: ModelConfig, dim: int, hidden: int, layers: int, stacks: int, context_hidden: int,
            recipe: QuantRecipe) -> nn.Module:
-    main = GCTCN(dim, hidden, layers, stacks, cfg.groups, cfg.kernel_size, recipe, grouped=cfg.grouped)
+    main = GCTCN(dim, hidden, layers, stacks, cfg.groups, cfg.kernel_size, recipe, grouped=cfg.grouped,
+                 causal=cfg.causal)
     if not cfg.context_codec:
         return main
     return ContextCodec(dim, context_hidden, cfg.context_size, cfg.context_layers, cfg.groups,
@@ -36,7 +38,7 @@ class LiMuSE(nn.Module):
             self.voiceprint_encoder = factory.conv1d(recipe, VOICEPRINT_DIM, n, 1)
         if "visual" in cfg.cues:
             self.visual_encoder = factory.linear(recipe, VISUAL_DIM, n)
-        self.norm = factory.group_norm(recipe, n)  # gLN
+        self.norm = factory.norm(recipe, n, causal=cfg.causal)  # gLN (cLN when causal)
         self.audio_stage = _stage(cfg, n, cfg.audio_hidden, cfg.audio_layers, cfg.audio_stacks,
                                   cfg.context_hidden, recipe)
         self.fusion_stage = _stage(cfg, cfg.fusion_dim, cfg.fusion_hidden, cfg.fusion_layers,
@@ -64,7 +66,10 @@ class LiMuSE(nn.Module):
             streams.append(self.norm(vp))
         if visual is not None:
             vis = self.visual_encoder(visual).transpose(1, 2)  # (B, N, V)
-            vis = F.interpolate(vis, size=t, mode="linear", align_corners=False)
+            if cfg.causal:
+                vis = vis.index_select(2, causal_video_index(cfg, t, vis.shape[2]).to(vis.device))
+            else:
+                vis = F.interpolate(vis, size=t, mode="linear", align_corners=False)
             streams.append(self.norm(vis))
         # Channel m*c + i is channel c of stream i, so every contiguous group sees every modality.
         fused = torch.stack(streams, 2).reshape(b, len(streams) * n, t)
@@ -95,6 +100,15 @@ class LiMuSE(nn.Module):
             rank = 2 if name == "voiceprint" else 3
             if tensor.dim() != rank or tensor.shape[0] != b or tensor.shape[-1] != dim or tensor.shape[1] < 1:
                 raise ValueError(f"{name}: got shape {tuple(tensor.shape)}; expected {rank_desc}")
+
+
+def causal_video_index(cfg: ModelConfig, n_frames: int, n_video: int) -> torch.Tensor:
+    """The video frame each of `n_frames` audio frames takes in the causal model: the latest one started
+    by the audio frame's last sample (video frame k covers samples 640k .. 640k + 639, the contract's),
+    held past the last one given. Nothing comes from a later video frame, and the choice depends on
+    absolute time only, not on the input's length (a stream picks the same frames)."""
+    last_sample = torch.arange(n_frames) * cfg.hop + cfg.filter_length - 1
+    return torch.div(last_sample, SAMPLES_PER_VIDEO_FRAME, rounding_mode="floor").clamp_max(n_video - 1)
 
 
 def model_inputs(model: LiMuSE, batch: dict, device) -> tuple:

@@ -11,7 +11,7 @@ from limuse_edge.model import LiMuSE
 from limuse_edge.profile import network_params, parts_of
 from limuse_edge.quant import is_quant_layer
 
-PAPER_PRESETS = [name for name in PRESETS if name != "tiny"]
+PAPER_PRESETS = [name for name in PRESETS if name != "tiny" and not PRESETS[name].causal]
 
 # Spec, "Exact parameter counts of a faithful rebuild": K=32 by part.
 K32_PARTS = {
