@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from limuse_edge.model import LiMuSE
 from limuse_edge.model.blocks import TAC, ContextCodec, GroupNormChannelsLast
+from limuse_edge.model.layers import CumulativeLayerNorm
 from limuse_edge.model.limuse import example_inputs
 from limuse_edge.model.integer_norm import IntegerGroupNorm
 from limuse_edge.quant import is_quant_layer, is_quantizer_name
@@ -97,6 +98,7 @@ OP_COUNTERS = {
     nn.GroupNorm: _normalisation,
     GroupNormChannelsLast: _normalisation,
     IntegerGroupNorm: _normalisation,
+    CumulativeLayerNorm: _normalisation,
 }
 
 

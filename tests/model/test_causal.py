@@ -12,7 +12,7 @@ from limuse_edge.metrics import neg_si_snr_loss
 from limuse_edge.model.fast import fast_kernels
 from limuse_edge.model.layers import CumulativeLayerNorm
 from limuse_edge.model.limuse import causal_video_index
-from limuse_edge.pretrained import __file__ as _pretrained_init
+from limuse_edge.pretrained import pretrained_path
 from limuse_edge.quant import calibrate
 from limuse_runtime.contract import SAMPLES_PER_VIDEO_FRAME
 
@@ -109,8 +109,7 @@ def test_causal_presets_have_the_offline_parameter_counts():
 
 
 def test_the_offline_float_bundle_loads_into_the_causal_model():
-    from pathlib import Path
-    ckpt = read_checkpoint(Path(_pretrained_init).parent / "limuse_k32_float.pt")
+    ckpt = read_checkpoint(pretrained_path("limuse_k32_float"))
     model = build_model("limuse_k32_causal")
     model.load_state_dict(ckpt["state_dict"], strict=True)
     load_state(build_model("tiny_causal", "w3a8"), build_model("tiny").state_dict())
@@ -194,3 +193,10 @@ def test_compiled_causal_depthwise_conv_equals_the_left_padded_conv(dilation):
     for a, b in zip((x.grad, conv.weight.grad, conv.bias.grad), plain):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert fast._depthwise_kernels(x)[0] is not fast._depthwise_values, "inductor could not compile it here"
+
+
+def test_the_profile_counts_the_cumulative_norms_as_the_offline_norms():
+    from limuse_edge.profile import profile_model
+    causal, offline = (profile_model(build_model(name), 400, preset=name) for name in ("tiny_causal", "tiny"))
+    for key in ("params", "macs_core", "macs_paper_style"):
+        assert causal.to_dict()[key] == offline.to_dict()[key], key
