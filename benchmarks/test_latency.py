@@ -1,6 +1,6 @@
 """Latency of every backend on one 3 s input of limuse_k32, at 1 and at 2 threads, all in one run;
 peak RSS of the runtime CLI on a 10 s and a 60 s recording; per-op-type ORT time before and after
-export/optimize.py.
+export/passes/optimize.py.
 
     pytest benchmarks/test_latency.py -s          # writes benchmarks/results/latency.{json,md}
 
@@ -128,7 +128,7 @@ def native_backend():
     """The native engine on the bundled -inorm model packed from a QONNX export at the benchmark's input
     length (cached like the golden engine's file). Returns (NativeModel, path of the packed file)."""
     from limuse_edge.pretrained import from_pretrained
-    from limuse_export.pack import pack
+    from limuse_export.native.pack import pack
     from limuse_export.pipeline import export_onnx
     from limuse_export.prepare import example_inputs, exportable
     from limuse_export.save import save_onnx

@@ -105,7 +105,7 @@ def k32_3s(tmp_path_factory):
 def test_native_equals_golden_on_limuse_k32(seconds, rows, tmp_path, request):
     from limuse_edge import pretrained
     from limuse_edge.metrics import si_sdr
-    from limuse_export.pack_check import compare_with_golden
+    from limuse_export.checks.pack_check import compare_with_golden
     from limuse_runtime.native import build, library_path
 
     if library_path() is None:
@@ -196,7 +196,7 @@ def _peak_rss_mb(packed: Path, seconds: int, tmp_path: Path) -> float:
 
 def test_native_speed_and_memory(k32_3s, tmp_path):
     from limuse_edge import pretrained
-    from limuse_export.pack import pack
+    from limuse_export.native.pack import pack
     from limuse_runtime.native import NativeModel, build, library_path
 
     int8, qonnx = str(k32_3s["int8"]), k32_3s["qonnx"]

@@ -50,7 +50,7 @@ def _guest_instructions(plugin: Path, program: Path, args: list) -> int:
 def test_native_aarch64_instructions(tmp_path):
     from golden_reference import demo_inputs, export_qonnx
     from limuse_edge import pretrained
-    from limuse_export.pack import pack
+    from limuse_export.native.pack import pack
 
     from system_tools import require
     tools = require("cc", "aarch64-linux-gnu-gcc", "qemu-aarch64")

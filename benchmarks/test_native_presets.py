@@ -48,7 +48,7 @@ def _calibrated(preset: str):
 @pytest.mark.slow(reason="eight paper presets exported to QONNX and checked tensor by tensor, about 5 min")
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_runs_bit_exact_in_the_native_engine(preset, rows, tmp_path):
-    from limuse_export.pack_check import compare_with_golden
+    from limuse_export.checks.pack_check import compare_with_golden
     from limuse_runtime.native import NativeModel
     torch.set_num_threads(1)
     start = time.perf_counter()

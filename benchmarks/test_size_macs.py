@@ -94,7 +94,7 @@ def _export_for_cross_check(send) -> None:
     import time
     from pathlib import Path
 
-    from limuse_export.pack import pack
+    from limuse_export.native.pack import pack
     from limuse_export.pipeline import export_onnx
     from limuse_export.prepare import example_inputs as onnx_inputs
     from limuse_export.prepare import exportable

@@ -21,12 +21,14 @@ import torch
 
 from limuse_edge.metrics import si_sdr
 from limuse_edge.quant import calibrate
-from limuse_export import native_step, onnx_export, ort_session, parity
-from limuse_export.forked import Forked
+from limuse_export import onnx_export, ort_session
+from limuse_export.checks import parity
+from limuse_export.checks.qonnx_check import QonnxCheckError, check_qonnx_runs, run_qonnx
 from limuse_export.demo_sample import Utterance
+from limuse_export.forked import Forked
+from limuse_export.native import step as native_step
 from limuse_export.passes import PASSES, apply_passes
 from limuse_export.prepare import exportable
-from limuse_export.qonnx_check import QonnxCheckError, check_qonnx_runs, run_qonnx
 from limuse_export.save import save_onnx
 from limuse_export.sources import Source
 from limuse_runtime.contract import MIXTURE, SAMPLE_RATE, VISUAL, VOICEPRINT, atomic_write_text
@@ -196,7 +198,7 @@ def _reference_run(quantized, utterance: Utterance, cfg) -> "_Reference | None":
     x = utterance.inputs(cfg.cues, cfg.mic_channels)
     if not quantized.recipe.power_of_two:
         return _Reference(_forward(quantized, x), None)
-    from limuse_export.golden_check import brevitas_codes
+    from limuse_export.checks.golden_check import brevitas_codes
     codes, waveform = brevitas_codes(quantized, _torch_inputs(x))
     return _Reference(waveform, codes)
 
@@ -268,7 +270,7 @@ def _golden_parity(quantized, qonnx_path: Path, utterance: Utterance, cfg, brevi
         log(f"golden engine: skipped, recipe {quantized.recipe.name} has no power-of-two scales")
         return {"golden_vs_brevitas": f"not run: recipe {quantized.recipe.name} has no power-of-two scales "
                                       f"(the golden engine runs -po2 recipes)"}
-    from limuse_export.golden_check import golden_vs_brevitas
+    from limuse_export.checks.golden_check import golden_vs_brevitas
     result = golden_vs_brevitas(quantized, qonnx_path, utterance.inputs(cfg.cues, cfg.mic_channels),
                                 brevitas=(brevitas.codes, brevitas.waveform))
     log(f"parity on {utterance.name}: golden_vs_brevitas {result['golden_vs_brevitas_mismatches']} of "

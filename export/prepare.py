@@ -3,7 +3,7 @@
 The TorchScript exporter cannot export F.layer_norm over x.shape[-2:] when the time axis is dynamic
 (normalized_shape would be data dependent). EXPORT_MODULES declares what `exportable` traces in place of
 which module: every GroupNormChannelsLast becomes a MeanVarianceGroupNorm, the same statistics written as
-means, which trace with a dynamic time axis; limuse_export.optimize then fuses that arithmetic back into
+means, which trace with a dynamic time axis; limuse_export.passes.optimize then fuses that arithmetic back into
 InstanceNormalization.
 """
 from __future__ import annotations

@@ -8,7 +8,8 @@ import onnx
 import pytest
 import torch
 
-from limuse_export import onnx_export, ort_session, parity
+from limuse_export import onnx_export, ort_session
+from limuse_export.checks import parity
 from limuse_export.prepare import example_inputs, exportable
 
 LENGTHS = (4000, 5000)  # as in conftest.py: the context codec pads these differently
@@ -182,7 +183,7 @@ def test_check_qonnx_refuses_a_file_too_big_for_qonnx_s_executor_and_writes_noth
     before anything is written (here the memory available is made 1 MB)."""
     from limuse_edge.checkpoint import build_model
     from limuse_edge.config import get_preset
-    from limuse_export import qonnx_check
+    from limuse_export.checks import qonnx_check
     from limuse_export.pipeline import export_all
     from limuse_export.sources import _pair
     monkeypatch.setattr(qonnx_check, "available_bytes", lambda: 2 ** 20)

@@ -1,13 +1,13 @@
 """The Brevitas reference of the golden-engine tests and benchmarks: calibrated power-of-two models and their
 QONNX export by the project's pipeline, random and demo inputs. The integer codes Brevitas's quantizer
 proxies produce (hooks) and their comparison with the engine's, layer by layer, are the export's own
-check (limuse_export.golden_check), re-exported here. Imported by tests/runtime and benchmarks alike."""
+check (limuse_export.checks.golden_check), re-exported here. Imported by tests/runtime and benchmarks alike."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from limuse_export.golden_check import (brevitas_codes, compare_codes, hook_quant_layers,  # noqa: F401
+from limuse_export.checks.golden_check import (brevitas_codes, compare_codes, hook_quant_layers,  # noqa: F401
                                         layer_names, same_layout)
 from limuse_edge.metrics import si_sdr as _si_sdr
 from limuse_edge.model.limuse import example_inputs

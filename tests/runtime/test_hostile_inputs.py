@@ -39,7 +39,7 @@ def models(tmp_path_factory):
     from golden_reference import calibrated_qonnx
     from limuse_edge.quant import calibrate
     from limuse_export import onnx_export
-    from limuse_export.pack import pack
+    from limuse_export.native.pack import pack
     from limuse_export.prepare import example_inputs, exportable
     from limuse_export.save import save_onnx
     from limuse_export.sources import from_preset

@@ -31,7 +31,7 @@ def tiny_inorm_qonnx(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_packed(tiny_inorm_qonnx, native_library):
-    from limuse_export.pack import pack
+    from limuse_export.native.pack import pack
     qonnx, inputs, waveform = tiny_inorm_qonnx
     path = qonnx.with_name("tiny_inorm.packed.bin")
     pack(qonnx, path, {"preset": "tiny", "recipe": "w3a8-po2-inorm"})

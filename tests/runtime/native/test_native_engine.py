@@ -26,7 +26,7 @@ def test_every_tensor_equals_the_golden_engine(tiny_inorm_qonnx, native_library,
     """Unfused: every intermediate tensor of the golden engine; fused (the shipped file): every tensor the
     fused kernels leave (their outputs, and the unfused kernels' between them; a TAC's mean and L2 codes
     live in its scratch)."""
-    from limuse_export.pack_check import compare_with_golden
+    from limuse_export.checks.pack_check import compare_with_golden
     qonnx, inputs, _ = tiny_inorm_qonnx
     stats = compare_with_golden(qonnx, inputs, tmp_path / "check.packed.bin", fusion=fusion)
     assert stats["int_tensors"] > (300 if not fusion else 120) and stats["int_values"] > 10 ** 6
@@ -174,7 +174,7 @@ def tiny_variant_qonnx(tmp_path_factory):
 @pytest.mark.parametrize("fusion", [False, True], ids=["one-kernel-per-op", "fused"])
 def test_a_model_without_voiceprint_and_codec_equals_the_golden_engine(tiny_variant_qonnx, native_library, tmp_path,
                                                                        fusion):
-    from limuse_export.pack_check import compare_with_golden
+    from limuse_export.checks.pack_check import compare_with_golden
     qonnx, inputs = tiny_variant_qonnx
     stats = compare_with_golden(qonnx, inputs, tmp_path / "variant.packed.bin", fusion=fusion)
     assert stats["int_tensors"] > (100 if not fusion else 50) and stats["int_mismatches"] == 0, stats["mismatched"]
@@ -189,7 +189,7 @@ def test_fused_kernels_equal_the_unfused_program(tiny_inorm_qonnx, native_librar
     """The packer's fused kernels (TAC blocks, PReLU + Quant, ...) give the waveform of the one-kernel-per-op
     program bit for bit, in less activation memory; every tensor the fused program keeps is checked against
     the golden engine by test_every_tensor_equals_the_golden_engine."""
-    from limuse_export.pack import pack_graph
+    from limuse_export.native.pack import pack_graph
     from limuse_runtime.golden.graph import load_graph
     from limuse_runtime.golden.lower import lower
     qonnx, inputs, _ = tiny_inorm_qonnx

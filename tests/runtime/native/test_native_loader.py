@@ -15,7 +15,7 @@ import soundfile as sf
 from onnx import numpy_helper
 from system_tools import missing_tool
 
-from limuse_export.pack import PackError, pack, pack_graph
+from limuse_export.native.pack import PackError, pack, pack_graph
 from limuse_runtime.cli import main as limuse_run
 from limuse_runtime.golden.graph import Graph, Node
 from limuse_runtime.native import NativeError, NativeModel

@@ -54,7 +54,7 @@ def run_qonnx(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> np.ndarr
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
 
-    from limuse_export.integer_norm import register_qonnx_op
+    from limuse_export.passes.integer_norm import register_qonnx_op
     register_qonnx_op()
     wrapper = ModelWrapper(model)
     names = [i.name for i in wrapper.graph.input]

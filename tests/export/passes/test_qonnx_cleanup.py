@@ -12,12 +12,12 @@ from onnx import numpy_helper
 from limuse_edge.checkpoint import build_model
 from limuse_edge.config import get_preset
 from limuse_edge.quant import calibrate
-from limuse_export.integer_norm import register_qonnx_op
+from limuse_export.passes.integer_norm import register_qonnx_op
 from limuse_export.onnx_export import export_qonnx
 from limuse_export.prepare import example_inputs, exportable
-from limuse_export.qonnx_check import run_qonnx
-from limuse_export.qonnx_cleanup import qonnx_cleanup
-from limuse_export.shape_fold import fold_constants
+from limuse_export.checks.qonnx_check import run_qonnx
+from limuse_export.passes.qonnx_cleanup import qonnx_cleanup
+from limuse_export.passes.shape_fold import fold_constants
 
 
 def _qonnx_library_cleanup(model):

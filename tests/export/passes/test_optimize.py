@@ -5,7 +5,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from limuse_export.optimize import norm_to_instance_norm, op_counts, prelu_to_leaky_relu
+from limuse_export.passes.optimize import norm_to_instance_norm, op_counts, prelu_to_leaky_relu
 from limuse_export.passes import PASSES, apply_passes
 
 
@@ -94,7 +94,7 @@ def test_norm_over_other_axes_is_left_alone():
 def test_tac_concat_split_into_two_gemms_keeps_the_output(tiny_quantized, tmp_path):
     from limuse_edge.model.blocks import TAC
     from limuse_export import onnx_export, ort_session
-    from limuse_export.optimize import split_tac_concat
+    from limuse_export.passes.optimize import split_tac_concat
     from limuse_export.prepare import example_inputs, exportable
     from limuse_export.save import save_onnx
 

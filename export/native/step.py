@@ -16,9 +16,10 @@ from typing import Callable
 import numpy as np
 
 from limuse_edge.metrics import si_sdr
-from limuse_export import parity
+from limuse_export.checks import parity
 from limuse_export.demo_sample import Utterance
-from limuse_export.pack import RECIPE, PackError, pack
+from limuse_export.native.format import RECIPE, PackError
+from limuse_export.native.pack import pack
 from limuse_runtime.contract import MIXTURE, SAMPLE_RATE, VISUAL, VOICEPRINT, atomic_write_bytes
 from limuse_runtime.voiceprint import VOICEPRINT_VERSION, VOICEPRINT_VERSION_KEY
 

@@ -3,7 +3,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from limuse_export.shape_fold import fold_constants
+from limuse_export.passes.shape_fold import fold_constants
 
 
 def _graph_with_shape_chain():

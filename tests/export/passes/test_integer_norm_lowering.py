@@ -13,7 +13,7 @@ from limuse_edge.config import get_preset
 from limuse_edge.model import LiMuSE
 from limuse_edge.model.integer_norm import DOMAIN, MEAN_FRAC_BITS, NORM_FRAC_BITS, OP_TYPE, integer_norm_value
 from limuse_edge.quant import calibrate
-from limuse_export.integer_norm import lower_integer_norm, register_qonnx_op
+from limuse_export.passes.integer_norm import lower_integer_norm, register_qonnx_op
 from limuse_export.pipeline import export_onnx
 from limuse_export.prepare import example_inputs, exportable
 
@@ -107,7 +107,7 @@ def test_lowering_is_exact_on_hard_rows(case):
 
 
 def test_rows_with_more_channels_than_float32_sums_allow_take_the_float64_path(monkeypatch):
-    import limuse_export.integer_norm as lowering
+    import limuse_export.passes.integer_norm as lowering
     monkeypatch.setattr(lowering, "MAX_EXACT_CHANNELS", 4)  # the test's 5 channels exceed it
     rng = np.random.default_rng(2)
     shape = (2, 5, 500)

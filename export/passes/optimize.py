@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from limuse_export.graph_index import GraphIndex
+from limuse_export.passes.graph_index import GraphIndex
 
 
 def prelu_to_leaky_relu(model: onnx.ModelProto) -> onnx.ModelProto:

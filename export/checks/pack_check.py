@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from limuse_export.pack import INT, Packed, pack_graph
+from limuse_export.native.pack import Packed, pack_graph
 from limuse_runtime.contract import INPUT_NAMES
 from limuse_runtime.golden.engine import _RunContext
 from limuse_runtime.golden.fixed_point import QTensor

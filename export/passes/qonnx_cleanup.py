@@ -7,7 +7,7 @@ but with one index of the graph instead of qonnx's lookups, each a scan of the w
 `list.remove` on protobuf fields): on limuse_k32 qonnx's version took 9 minutes, this one seconds.
 FoldConstants has nothing left to do after shape_fold.fold_constants and is not repeated. Duplicated
 parameter tensors get deterministic names (qonnx draws random ones, which made two exports of the same
-model differ byte for byte). tests/export/test_qonnx_cleanup.py checks the result against qonnx's own
+model differ byte for byte). tests/export/passes/test_qonnx_cleanup.py checks the result against qonnx's own
 transformations on `tiny`: the same nodes, initializers, shapes, and the same output from qonnx's executor.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from limuse_export.shape_fold import identity_probe
+from limuse_export.passes.shape_fold import identity_probe
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 QONNX_OPS = ("Quant", "Trunc", "BipolarQuant")

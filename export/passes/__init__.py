@@ -3,7 +3,7 @@ graph (limuse_export.onnx_export.EXPORTERS). Every pass is a pure function, onnx
 ModelProto out; this table is the one place that says which run on which file.
 
 - int8 (QCDQ, for onnxruntime): IntegerNorm nodes (recipe option -inorm) lowered to standard ops, since
-  onnxruntime has no such kernel; then the speed rewrites of limuse_export.optimize.
+  onnxruntime has no such kernel; then the speed rewrites of limuse_export.passes.optimize.
 - float: the same speed rewrites.
 - qonnx: the static shape fold first (qonnx's own folding is far too slow on a graph this size), then
   qonnx's cleanup transformations. No speed rewrites: the file is the golden engine's and qonnx's input.
@@ -14,10 +14,10 @@ from typing import Callable
 
 import onnx
 
-from limuse_export.integer_norm import lower_integer_norm
-from limuse_export.optimize import norm_to_instance_norm, prelu_to_leaky_relu, split_tac_concat
-from limuse_export.qonnx_cleanup import qonnx_cleanup
-from limuse_export.shape_fold import fold_constants
+from limuse_export.passes.integer_norm import lower_integer_norm
+from limuse_export.passes.optimize import norm_to_instance_norm, prelu_to_leaky_relu, split_tac_concat
+from limuse_export.passes.qonnx_cleanup import qonnx_cleanup
+from limuse_export.passes.shape_fold import fold_constants
 
 Pass = Callable[[onnx.ModelProto], onnx.ModelProto]
 
