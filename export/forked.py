@@ -3,7 +3,8 @@
 The export pipeline traces the int8 file in one process and the float and QONNX files in another: each
 trace is single-threaded Python (most of the main job's time), so two cores halve the wall time. fork
 shares the loaded models with the child without pickling them; only what the child sends (serialized
-ONNX bytes, arrays, dicts) crosses the pipe. Where fork does not exist the function runs inline first.
+ONNX bytes, arrays, dicts) crosses the pipe. With fork=False, or where fork does not exist, the function
+runs inline first, in this process, and .get hands back what it sent.
 """
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ class ChildFailed(RuntimeError):
 
 class Forked:
     """Forked(job) starts job(send) in a child; .get(name) waits for what the child sent as `name`.
-    An exception in the child is raised again by .get in the parent (the same type where it pickles)."""
+    An exception in the child is raised again by .get in the parent (the same type where it pickles).
+    .forked: whether the job runs in a child process (fork=False runs it inline)."""
 
-    def __init__(self, job: Callable[[Send], None]):
+    def __init__(self, job: Callable[[Send], None], fork: bool = True):
         self._received: dict[str, Any] = {}
         self._finished = False
-        if "fork" not in multiprocessing.get_all_start_methods():
+        self.forked = fork and "fork" in multiprocessing.get_all_start_methods()
+        if not self.forked:
             self._run_inline(job)
             return
         context = multiprocessing.get_context("fork")

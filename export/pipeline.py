@@ -87,14 +87,16 @@ def _macs(model, n_samples: int) -> dict:
 
 
 def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
-               log: Callable[[str], None] = print, check_qonnx: bool = False) -> dict:
+               log: Callable[[str], None] = print, check_qonnx: bool = False, two_processes: bool = True) -> dict:
     """Write <name>.{qonnx,int8,float}.onnx (and .packed.bin) and export_report.json into `out`; return the
     report. Files are written only once every export (and, with check_qonnx, qonnx's executor run against
     Brevitas) has succeeded: a failed export leaves no file.
 
-    Two processes (limuse_export.forked): this one traces the int8 file and runs Brevitas once on the
-    QONNX file's input (codes and waveform, shared by every check); the child traces the float and QONNX
-    files, then packs the native model and runs it. Each trace is single-threaded Python."""
+    The work is two jobs: this process traces the int8 file and runs Brevitas once on the QONNX file's
+    input (codes and waveform, shared by every check); the side job traces the float and QONNX files, then
+    packs the native model and runs it. Each trace is single-threaded Python, so with two_processes (the
+    default) the side job runs in a forked child beside this one (limuse_export.forked), on a core of its
+    own; without, it runs first, in this process. The files are the same either way."""
     out = check_writable(out)
     if not utterances:
         raise ValueError("export: no utterances for calibration and parity; expected at least one")
@@ -118,8 +120,8 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
         timings[step] = round(time.perf_counter() - started, 1)
         return timings[step]
 
-    child = Forked(lambda send: _child_side(send, source, quantized, example, qonnx_utterance, utterances[0],
-                                            check_qonnx, log))
+    side = Forked(lambda send: _side_job(send, source, quantized, example, qonnx_utterance, utterances[0],
+                                         check_qonnx, log, own_process=two_processes), fork=two_processes)
     try:
         protos = {}
         if quantized is not None:
@@ -129,7 +131,7 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
         started = time.perf_counter()
         brevitas = _reference_run(quantized, qonnx_utterance, cfg)
         log(f"Brevitas on {qonnx_utterance.name} ({timed('brevitas_reference', started)} s)")
-        exported = child.get("exports")
+        exported = side.get("exports")
         timings.update(exported["step_seconds"])
         protos.update({kind: onnx.load_from_string(data) for kind, data in exported["files"].items()})
 
@@ -174,13 +176,13 @@ def export_all(source: Source, out: "str | Path", utterances: list[Utterance],
             log(f"golden engine vs Brevitas ({timed('parity_golden', started)} s)")
             if exported["qonnx_check"] is not None:
                 report["parity"].update(exported["qonnx_check"])
-            native = child.get("native")
+            native = side.get("native")
             timings["native"] = native.pop("step_seconds")
             report["native"] = native_step.native_entry(source.name, native, brevitas.waveform, qonnx_utterance,
                                                         utterances[0], out, log)
-        child.get("done")
+        side.get("done")
     finally:
-        child.close()
+        side.close()
     atomic_write_text(out / "export_report.json", _json(report))
     return report
 
@@ -203,10 +205,11 @@ def _reference_run(quantized, utterance: Utterance, cfg) -> "_Reference | None":
     return _Reference(waveform, codes)
 
 
-def _child_side(send, source: Source, quantized, example, qonnx_utterance: Utterance, demo: Utterance,
-                check_qonnx: bool, log) -> None:
-    """The second process: the float and QONNX files (as bytes), then the native model."""
-    torch.set_num_threads(1)
+def _side_job(send, source: Source, quantized, example, qonnx_utterance: Utterance, demo: Utterance,
+              check_qonnx: bool, log, own_process: bool) -> None:
+    """The float and QONNX files (as bytes), then the native model; one thread in a process of its own."""
+    if own_process:
+        torch.set_num_threads(1)
     cfg = source.float.config
     timings, files, qonnx_check = {}, {}, None
     jobs = [("float", source.float, example)]

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--utterances", type=int, default=3, help="utterances for parity (default 3)")
     parser.add_argument("--check-qonnx", action="store_true",
                         help="also run the QONNX file with qonnx's executor (slow; needs GBs on limuse_k32)")
+    parser.add_argument("--one-process", action="store_true",
+                        help="run every step in this process (default: the float and QONNX traces and the native "
+                             "model in a forked second process, on a second core); the files are the same")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     utterances = [demo]
     if args.corpus and args.utterances > 1:
         utterances += demo_sample.corpus_utterances(args.corpus, args.utterances - 1)
-    report = export_all(source, args.out, utterances, check_qonnx=args.check_qonnx)
+    report = export_all(source, args.out, utterances, check_qonnx=args.check_qonnx,
+                        two_processes=not args.one_process)
     print()
     print(format_report(report))
     main_file = "int8" if source.quantized is not None else "float"

@@ -2,7 +2,7 @@
 native engine represents (power-of-two scales and integer norms, `w3a8-po2-inorm`), checked against
 Brevitas on the QONNX file's input and run once on the demo sample through limuse-run's windowing.
 
-pack_and_run runs in the pipeline's second process (limuse_export.forked), native_entry in the first.
+pack_and_run runs in the pipeline's side job (a forked second process by default), native_entry in the main one.
 The packed model has the QONNX file's static length (one window); limuse-run cuts longer recordings into
 windows of that length (limuse_runtime.native.binding.native_separator).
 """

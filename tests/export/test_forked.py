@@ -40,3 +40,16 @@ def test_asking_for_what_the_child_never_sends():
     child = Forked(lambda send: send("a", 1))
     with pytest.raises(ChildFailed, match="without sending 'b'"):
         child.get("b")
+
+
+def test_without_fork_the_job_runs_inline_in_this_process():
+    def job(send):
+        send("pid", os.getpid())
+        raise ValueError("after sending")
+
+    side = Forked(job, fork=False)
+    assert not side.forked
+    assert side.get("pid") == os.getpid()
+    with pytest.raises(ValueError, match="after sending"):
+        side.get("never")
+    side.close()
