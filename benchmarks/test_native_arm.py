@@ -5,8 +5,8 @@ output against the x86-64 build's, byte for byte.
 
     pytest -s benchmarks/test_native_arm.py      ->  benchmarks/results/native_arm.{json,md}
 
-Builds: aarch64 with the NEON pair kernels (what `cc -O3` gives on aarch64), aarch64 portable loops
-(-DLMN_NO_SIMD). No ARM board here: instructions, not seconds. LIMUSE_K32_INORM_QONNX_3S: reuse a 3 s
+Builds (runtime/native/Makefile's flags, through build.py): aarch64 with the NEON pair kernels (the default
+build's path on aarch64), aarch64 portable loops (-DLMN_NO_SIMD); the x86-64 reference is the default build. No ARM board here: instructions, not seconds. LIMUSE_K32_INORM_QONNX_3S: reuse a 3 s
 QONNX export of that model (as in test_native.py).
 """
 from __future__ import annotations
@@ -21,21 +21,20 @@ import numpy as np
 import pytest
 
 from limuse_runtime.contract import MIXTURE, SAMPLE_RATE, VISUAL, VOICEPRINT, atomic_write_text
+from limuse_runtime.native.build import FLAGS  # the Makefile's compiler flags, shown in the report
 
 MODEL = "limuse_k32_w3a8_po2_inorm"
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PLUGIN_SOURCE = Path(__file__).resolve().parent / "qemu_icount.c"
 SYSROOT = "/usr/aarch64-linux-gnu"
-FLAGS = ("-std=c99", "-O3", "-Wall", "-Wextra", "-ffp-contract=off")
 BUILDS = {"aarch64 NEON": (), "aarch64 portable": ("-DLMN_NO_SIMD",)}
 
 
 def _compile(cc: str, out: Path, *flags: str) -> Path:
-    from limuse_runtime.native.build import HERE, SOURCES
-    sources = [str(HERE / s) for s in SOURCES + ("limuse_native_run.c",)]
-    subprocess.run([cc, *FLAGS, *flags, "-o", str(out), *sources, "-lm"], check=True, capture_output=True, text=True)
-    return out
+    """limuse_native_run by the Makefile (single-threaded), with extra flags"""
+    from limuse_runtime.native.build import build
+    return build(out, cc=cc, openmp=False, extra=flags, program=True)
 
 
 def _guest_instructions(plugin: Path, program: Path, args: list) -> int:
@@ -73,7 +72,7 @@ def test_native_aarch64_instructions(tmp_path):
         raw.append(str(tmp_path / f"{name}.f32"))
         inputs[name][0].numpy().astype("<f4").tofile(raw[-1])
 
-    x86 = _compile(cc, tmp_path / "run_x86", "-march=native")
+    x86 = _compile(cc, tmp_path / "run_x86")
     subprocess.run([str(x86), str(packed), *raw, str(tmp_path / "x86.f32")], check=True)
     reference = (tmp_path / "x86.f32").read_bytes()
     rows = []

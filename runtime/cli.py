@@ -169,7 +169,9 @@ def run(argv: list[str]) -> int:
     if truncated:  # README: a cut-off recording is processed as far as it goes, with this one warning
         print(f"limuse-run: warning: mixture {args.mixture!r} is truncated: its data chunk declares {truncated[0]} "
               f"bytes and the last {truncated[1]} are missing; processed the samples present", file=sys.stderr)
-    print(f"duration {duration:.2f} s  wall {wall:.3f} s  RTF {wall / duration:.4f}  -> {args.out}")
+    engine = getattr(getattr(separator, "model", None), "isa", None)  # the native engine's SIMD path
+    print(f"duration {duration:.2f} s  wall {wall:.3f} s  RTF {wall / duration:.4f}  -> {args.out}"
+          + (f"  (native engine, {engine})" if engine else ""))
     return 0
 
 

@@ -53,6 +53,11 @@ class Buffers(ctypes.Structure):
 OBSERVER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int)
 
 
+def isa_list() -> "list[str]":
+    """The SIMD paths this build of the engine can run on this CPU, worst first (limuse_native.h)."""
+    return load_library().lmn_isa_list().decode().split()
+
+
 def load_library() -> ctypes.CDLL:
     global _LIBRARY
     if _LIBRARY is not None:
@@ -87,6 +92,11 @@ def load_library() -> ctypes.CDLL:
     lib.lmn_set_observer.argtypes = [p, OBSERVER, p]
     lib.lmn_value_data.argtypes = [p, c_int, ctypes.POINTER(c_int), ctypes.POINTER(c_long)]
     lib.lmn_value_data.restype = p
+    lib.lmn_isa_list.restype = ctypes.c_char_p
+    lib.lmn_isa.argtypes = [p]
+    lib.lmn_isa.restype = ctypes.c_char_p
+    lib.lmn_set_isa.argtypes = [p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.lmn_set_isa.restype = c_int
     _LIBRARY = lib
     return lib
 
@@ -125,6 +135,17 @@ class NativeModel:
         if getattr(self, "_handle", None):
             self._lib.lmn_free(self._handle)
             self._handle = None
+
+    @property
+    def isa(self) -> str:
+        """The SIMD path this model runs (portable, sse2, avx2, neon): the CPU's best, or $LIMUSE_NATIVE_ISA."""
+        return self._lib.lmn_isa(self._handle).decode()
+
+    def set_isa(self, isa: "str | None") -> None:
+        """Runs on the named SIMD path (None: the best this CPU has); NativeError if this build or CPU lacks it."""
+        err = ctypes.create_string_buffer(ERR_LEN)
+        if self._lib.lmn_set_isa(self._handle, isa.encode() if isa else None, err, ERR_LEN) != 0:
+            raise NativeError(err.value.decode(errors="replace"))
 
     @property
     def scratch_bytes(self) -> int:

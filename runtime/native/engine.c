@@ -1,5 +1,6 @@
 /* Running a loaded model: inputs into the arena, the kernels in order, the waveform out. */
 #define _POSIX_C_SOURCE 199309L
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,6 +14,87 @@
 static const char *const KERNEL_NAMES[OP_COUNT] = {
     "", "quant_float", "requant", "linear", "conv", "integer_norm", "add_int", "binary_float", "prelu_table",
     "table", "copy", "zero", "reduce_mean", "resize", "conv_transpose", "tac", "prelu_quant", "gcblock"};
+
+/* The SIMD paths (kernels.c's head), worst first: the portable loops, the target's baseline, and AVX2 where
+ * this build has it and the CPU (and its OS) supports AVX2 and FMA. */
+#if defined(LMN_PAIRS) && defined(__AVX2__)
+#define BASE_NAME "avx2" /* the whole build compiled for AVX2 (e.g. -march=native): not a distributed build */
+#elif defined(LMN_PAIRS) && defined(__SSE2__)
+#define BASE_NAME "sse2"
+#elif defined(LMN_PAIRS) && defined(__aarch64__)
+#define BASE_NAME "neon"
+#else
+#define BASE_NAME "portable"
+#endif
+
+static int cpu_has_avx2(void)
+{
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+typedef struct {
+    const char *name;
+    lmn_execute_fn execute;
+} isa_path;
+
+/* the paths this build has and this CPU runs, worst first; returns how many */
+static int isa_paths(isa_path paths[3])
+{
+    int n = 0;
+    if (strcmp(BASE_NAME, "portable") != 0) {
+        paths[n].name = "portable";
+        paths[n++].execute = lmn_execute_portable;
+    }
+    paths[n].name = BASE_NAME;
+    paths[n++].execute = lmn_execute_base;
+    if (lmn_kernels_avx2 != NULL && strcmp(BASE_NAME, "avx2") != 0 && cpu_has_avx2()) {
+        paths[n].name = "avx2";
+        paths[n++].execute = lmn_kernels_avx2;
+    }
+    return n;
+}
+
+const char *lmn_isa_list(void)
+{
+    static char list[64];
+    isa_path paths[3];
+    int i, n = isa_paths(paths);
+    size_t at = 0;
+    for (i = 0; i < n; i++)
+        at += (size_t)snprintf(list + at, sizeof list - at, "%s%s", i ? " " : "", paths[i].name);
+    return list;
+}
+
+int lmn_set_isa(lmn_model *m, const char *isa, char *err, size_t err_len)
+{
+    isa_path paths[3];
+    int i, n = isa_paths(paths);
+    if (isa == NULL || isa[0] == '\0' || strcmp(isa, "best") == 0) {
+        m->execute = paths[n - 1].execute;
+        m->isa = paths[n - 1].name;
+        return 0;
+    }
+    for (i = 0; i < n; i++)
+        if (strcmp(isa, paths[i].name) == 0) {
+            m->execute = paths[i].execute;
+            m->isa = paths[i].name;
+            return 0;
+        }
+    if (strcmp(isa, "avx2") == 0 && lmn_kernels_avx2 != NULL)
+        lmn_error(err, err_len, "native engine: SIMD path avx2 asked for (LIMUSE_NATIVE_ISA or lmn_set_isa), but this "
+                  "CPU lacks AVX2/FMA; paths here: %s", lmn_isa_list());
+    else
+        lmn_error(err, err_len, "native engine: SIMD path '%.32s' asked for (LIMUSE_NATIVE_ISA or lmn_set_isa) is not "
+                  "in this build for this CPU; paths here: %s", isa, lmn_isa_list());
+    return 1;
+}
+
+const char *lmn_isa(const lmn_model *m) { return m->isa; }
 
 static double now(void)
 {
@@ -114,7 +196,7 @@ int lmn_run(lmn_model *m, const lmn_buffers *buffers, int threads, char *err, si
     }
     for (i = 0; i < m->n_ops; i++) {
         double started = now(), spent;
-        if (lmn_execute(m, &m->ops[i]) != 0) {
+        if (m->execute(m, &m->ops[i]) != 0) {
             lmn_error(err, err_len, "native engine: kernel %d has an unknown opcode", i);
             return 1;
         }

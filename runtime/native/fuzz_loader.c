@@ -2,7 +2,7 @@
  * for a saved corpus).
  *
  *   clang -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -ffp-contract=off \
- *       fuzz_loader.c model.c kernels.c engine.c -lm -o fuzz_loader && ./fuzz_loader fuzz_corpus/
+ *       fuzz_loader.c model.c kernels.c kernels_portable.c kernels_avx2.c engine.c -lm -o fuzz_loader && ./fuzz_loader fuzz_corpus/
  *   gcc -std=c99 -g -O1 -fsanitize=address,undefined -DLMN_FUZZ_REPLAY ... -o replay && ./replay FILES...
  *
  * A mutated file almost never has a valid checksum, so the harness also loads a copy whose size field and

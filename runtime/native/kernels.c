@@ -13,10 +13,22 @@
 
 #include "model.h"
 
+/* This file is compiled once per SIMD path, into one library that picks a path at run time (engine.c):
+ * built alone, it is the baseline path (SSE2 on x86-64, NEON on aarch64, the portable loops elsewhere)
+ * and defines the load-time helpers (lmn_build_pairs, ...); kernels_portable.c and kernels_avx2.c include
+ * it again with LMN_KERNEL_COPY defined and another name for lmn_execute (LMN_EXECUTE). LMN_SIMD: this
+ * copy uses the channel-pair dot products; without it the portable loops, the same integers. */
+#ifndef LMN_EXECUTE
+#define LMN_EXECUTE lmn_execute_base
+#endif
+#if defined(LMN_PAIRS) && !defined(LMN_KERNEL_PORTABLE)
+#define LMN_SIMD 1
+#endif
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#ifdef LMN_PAIRS
+#ifdef LMN_SIMD
 #include <stdlib.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -118,6 +130,7 @@ static void quant_float(lmn_model *m, const lmn_op *op)
     quant_array(FLOAT_AT(m, op->f[1]), op->f[2], op->f[3], op->f[4], op->f[5], INT_AT(m, op->f[0]));
 }
 
+#ifndef LMN_KERNEL_COPY /* load-time helpers: defined once, by the baseline copy */
 void lmn_quant_values(const float *x, int n, int64_t e, int64_t lo, int64_t hi, int32_t *out)
 {
     quant_array(x, n, e, lo, hi, out);
@@ -133,6 +146,7 @@ void lmn_prelu_values(int64_t e, int is_signed, float slope, float table[256])
         table[j] = v < 0.0f ? v * slope : v;
     }
 }
+#endif
 
 /* The loops below compute floor(a / 2^k) of int32 values as a >> k, which vectorises: C99 leaves >> of a
  * negative value to the implementation, and every compiler this engine targets (gcc, clang; x86-64,
@@ -415,7 +429,7 @@ static int32_t norm_value(const lmn_norm *nm, int32_t x)
     return (int32_t)round_half_even_double((double)d / nm->sd);
 }
 
-#if defined(LMN_PAIRS) && defined(__aarch64__)
+#if defined(LMN_SIMD) && defined(__aarch64__)
 /* A code -> code table of 8-bit codes as 256 bytes in sixteen NEON registers (a gather of AArch64's table
  * lookups: four 64-byte vqtbl4q steps, each byte index answered by the one whose range holds it), and
  * how a byte widens back to its code: sign-extended (codes in [-128, 127]) or not ([0, 255]). */
@@ -466,7 +480,7 @@ static inline int32x4_t byte_codes(const byte_table *t, uint16x8_t b16, int high
 }
 #endif
 
-#if defined(LMN_PAIRS) && defined(__aarch64__)
+#if defined(LMN_SIMD) && defined(__aarch64__)
 /* A norm row's quotient table (codes lo .. hi, hi - lo < 256, every quotient an int16) as the low and the
  * high bytes of its quotients, each in byte_table form (the widening fields unused); 0 where the row's
  * table is not of that kind. */
@@ -523,7 +537,7 @@ static void norm_row(const int32_t *xr, int32_t *yr, int64_t n, int64_t channels
     norm_prepare(xr, n, &st, fm, fn, &nm);
     if (nm.use_table && tiled_gamma) {
         j = 0;
-#if defined(LMN_PAIRS) && defined(__AVX2__)
+#if defined(LMN_SIMD) && defined(__AVX2__)
         {
             const __m256i base = _mm256_set1_epi32(nm.lo);
             for (; j + 8 <= n; j += 8) {
@@ -713,7 +727,7 @@ static inline void rows_from_channels(int32_t *restrict y, int64_t stride, const
                                       int64_t rows, int64_t nc)
 {
     int64_t r = 0, c;
-#if defined(LMN_PAIRS) && defined(__AVX2__)
+#if defined(LMN_SIMD) && defined(__AVX2__)
     for (; nc == 4 && r + 8 <= rows; r += 8) {
         __m256i v0 = _mm256_loadu_si256((const __m256i *)(cm + r));
         __m256i v1 = _mm256_loadu_si256((const __m256i *)(cm + len + r));
@@ -744,7 +758,7 @@ static inline void four_channels_from_rows(int32_t *restrict cm, int64_t len, co
                                            int64_t stride, int64_t rows)
 {
     int64_t r = 0, c;
-#if defined(LMN_PAIRS) && defined(__AVX2__)
+#if defined(LMN_SIMD) && defined(__AVX2__)
     for (; r + 8 <= rows; r += 8) {
         const int32_t *yr = y + r * stride;
 #define ROWS_PAIR(i) _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(yr + (i) * stride))), \
@@ -973,13 +987,13 @@ static void conv_transpose(lmn_model *m, const lmn_op *op)
 static void table_run(int32_t *y, const int32_t *x, int64_t n, const int32_t codes[256])
 {
     int64_t i = 0;
-#if defined(LMN_PAIRS) && defined(__AVX2__)
+#if defined(LMN_SIMD) && defined(__AVX2__)
     const __m256i mask = _mm256_set1_epi32(0xFF);
     for (; i + 8 <= n; i += 8) {
         __m256i idx = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), mask);
         _mm256_storeu_si256((__m256i *)(y + i), _mm256_i32gather_epi32((const int *)codes, idx, 4));
     }
-#elif defined(LMN_PAIRS) && defined(__aarch64__)
+#elif defined(LMN_SIMD) && defined(__aarch64__)
     byte_table t;
     if (n >= 256 && byte_table_of(&t, codes)) /* the table costs about as much as 64 scalar lookups */
         for (; i + 16 <= n; i += 16) {
@@ -1006,7 +1020,7 @@ static void table_run(int32_t *y, const int32_t *x, int64_t n, const int32_t cod
  * requantization after it. Each is the same integers as the separate passes, in one pass. */
 #define STATS_MAX_N ((int64_t)1 << 17) /* int32 lanes: n / 8 codes of |c| <= 256 squared stay below 2^31 */
 
-#if defined(LMN_PAIRS) && defined(__AVX2__)
+#if defined(LMN_SIMD) && defined(__AVX2__)
 /* requant_one on eight lanes: k the shift, mask 2^k - 1, bias half - 1, one eight 1s */
 static inline __m256i requant8(__m256i a, __m128i k, __m256i mask, __m256i bias, __m256i one, __m256i lo, __m256i hi)
 {
@@ -1019,7 +1033,7 @@ static inline __m256i requant8(__m256i a, __m128i k, __m256i mask, __m256i bias,
 static void requant_table_stats(int32_t *a, int64_t n, int shift, int32_t lo, int32_t hi, const int32_t codes[256],
                                 lmn_stats *st)
 {
-#if defined(LMN_PAIRS) && defined(__AVX2__)
+#if defined(LMN_SIMD) && defined(__AVX2__)
     if (shift >= 1 && shift <= 30 && n < STATS_MAX_N) {
         int64_t i = 0, t, sum = 0, sq = 0;
         int32_t mn = INT32_MAX, mx = INT32_MIN, half = (int32_t)1 << (shift - 1);
@@ -1074,13 +1088,13 @@ static void norm_apply_requant(const int32_t *x, int32_t *y, int64_t channels, i
                                const int32_t *gamma, const int32_t *beta, int shift, int32_t lo, int32_t hi)
 {
     int64_t c, t;
-#if defined(LMN_PAIRS) && defined(__aarch64__)
+#if defined(LMN_SIMD) && defined(__aarch64__)
     byte_table q_low, q_high; /* the quotients' bytes: sixteen lookups per eight table steps */
     const int by_bytes = nm->use_table && channels * inner >= 128 &&
                          quotient_byte_tables(nm->q, nm->lo, nm->hi, &q_low, &q_high);
     const int32x4_t base = vdupq_n_s32(nm->lo);
 #endif
-#if defined(LMN_PAIRS) && defined(__AVX2__)
+#if defined(LMN_SIMD) && defined(__AVX2__)
     const int fused = nm->use_table && shift >= 1 && shift <= 30;
     const int32_t half = fused ? (int32_t)1 << (shift - 1) : 0;
     const __m128i k = _mm_cvtsi32_si128(shift);
@@ -1091,7 +1105,7 @@ static void norm_apply_requant(const int32_t *x, int32_t *y, int64_t channels, i
     for (c = 0; c < channels; c++) {
         const int32_t *xs = x + c * inner;
         int32_t *ys = y + c * inner, g = gamma[c], b = beta[c];
-#if defined(LMN_PAIRS) && defined(__AVX2__)
+#if defined(LMN_SIMD) && defined(__AVX2__)
         if (fused) {
             const __m256i vg = _mm256_set1_epi32(g), vb = _mm256_set1_epi32(b);
             for (t = 0; t + 8 <= inner; t += 8) {
@@ -1108,7 +1122,7 @@ static void norm_apply_requant(const int32_t *x, int32_t *y, int64_t channels, i
         /* the normalised values (table lookups where the row has one), then the requantization in one
          * vectorised pass */
         t = 0;
-#if defined(LMN_PAIRS) && defined(__aarch64__)
+#if defined(LMN_SIMD) && defined(__aarch64__)
         if (by_bytes) {
             const int32x4_t vg = vdupq_n_s32(g), vb = vdupq_n_s32(b);
             for (; t + 16 <= inner; t += 16) {
@@ -1138,7 +1152,7 @@ static void prelu_quant(lmn_model *m, const lmn_op *op)
     table_run(y, x, op->f[2], op->codes1);
 }
 
-#ifndef LMN_PAIRS /* the portable dot products (LMN_PAIRS: pair_dot below) */
+#ifndef LMN_SIMD /* the portable dot products (LMN_SIMD: pair_dot below) */
 /* acc[r] += sum_ci w[ci * stride] * xt[ci][r] over a channel-major tile (a zero weight skips its pass) */
 static void tile_dot(int32_t *restrict acc, const int16_t *restrict xt, int64_t cin, const int8_t *restrict w,
                      int64_t stride)
@@ -1173,7 +1187,7 @@ static void tile_dot16(int16_t *restrict acc, const int16_t *restrict xt, int64_
 
 #endif
 
-#ifdef LMN_PAIRS
+#if defined(LMN_PAIRS) && !defined(LMN_KERNEL_COPY) /* the layout the loader builds (every path's copy) */
 int lmn_build_pairs(lmn_pairs *p, const int8_t *w, int64_t cin, int64_t cout)
 {
     int64_t co, q, k = 0, pairs = (cin + 1) / 2;
@@ -1198,6 +1212,9 @@ int lmn_build_pairs(lmn_pairs *p, const int8_t *w, int64_t cin, int64_t cout)
     p->start[cout] = (int32_t)k;
     return 0;
 }
+#endif
+
+#ifdef LMN_SIMD
 
 /* Channel-pair layout: code (c, t) at xp[((c / 2) * len + t) * 2 + c % 2], int16 (codes of <= 16 bits). */
 /* x[r * channels + c] (frame-major rows) for r < rows into that layout; rows up to len, and the zero channel
@@ -1413,7 +1430,7 @@ static inline void requant_byte_prelu(const int32_t *restrict acc, int shift, in
 {
     int32_t half = (int32_t)1 << (shift - 1);
     int r = 0;
-#if defined(LMN_PAIRS) && defined(__AVX2__)
+#if defined(LMN_SIMD) && defined(__AVX2__)
     const __m128i k = _mm_cvtsi32_si128(shift);
     const __m256i mask = _mm256_set1_epi32((int32_t)(((uint32_t)1 << shift) - 1u)), one = _mm256_set1_epi32(1);
     const __m256i bias = _mm256_set1_epi32(half - 1), vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
@@ -1448,8 +1465,9 @@ static inline void requant_byte_prelu(const int32_t *restrict acc, int shift, in
 
 /* Where tac_one keeps its per-block data in a thread's work area (byte offsets, 64-byte aligned): L1's codes
  * for every tile as bytes, the float32 sums and means over the groups, the per-frame part of L3, the mean's
- * codes and L2's codes (frames x Ch each), and (LMN_PAIRS) the per-frame codes in channel pairs and one
+ * codes and L2's codes (frames x Ch each), and (LMN_SIMD) the per-frame codes in channel pairs and one
  * channel's sums over the frames. */
+#ifndef LMN_KERNEL_COPY
 static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
 lmn_tac_work lmn_tac_layout(int64_t rows, int64_t frames, int64_t ch, int64_t cout)
@@ -1465,6 +1483,7 @@ lmn_tac_work lmn_tac_layout(int64_t rows, int64_t frames, int64_t ch, int64_t co
     w.bytes = w.sums + (size_t)frames * 4;
     return w;
 }
+#endif
 
 /* The TAC block (export/pack.py, _match_tac) of one outer index o at a time, so that its (K x R, Ch)
  * hidden codes stay in the cache instead of four full-size tensors in the arena:
@@ -1494,10 +1513,10 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
     const int32_t *x_o = x + o * rows * cin;
     int16_t xt[TILE_CHANNELS * TILE];
     int32_t acc[4 * TILE];
-#ifndef LMN_PAIRS
+#ifndef LMN_SIMD
     int32_t wide[TILE_CHANNELS];
 #endif
-#ifndef LMN_PAIRS
+#ifndef LMN_SIMD
     int16_t acc16[TILE];
 #endif
     float pa[TILE];
@@ -1517,12 +1536,12 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
     for (t = 0; t < tiles; t++) { /* pass A */
         int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
         unsigned char *at = a + t * ch * TILE;
-#if defined(LMN_PAIRS) && defined(__AVX2__)
+#if defined(LMN_SIMD) && defined(__AVX2__)
         const int sum_in_epilogue = nr == TILE && frames % 8 == 0; /* each 8 rows: 8 frames of one group */
 #else
         const int sum_in_epilogue = 0;
 #endif
-#ifdef LMN_PAIRS
+#ifdef LMN_SIMD
         pairs_from_rows(xt, x_o + r0 * cin, nr, TILE, cin);
 #else
         for (c = 0; c < cin; c++)
@@ -1533,7 +1552,7 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
             int32_t b0 = op->ints0 ? op->ints0[co] : 0;
             unsigned char *ac = at + co * TILE;
             float *ms = msum + co * frames; /* channel-major sums: runs of consecutive frames */
-#ifdef LMN_PAIRS
+#ifdef LMN_SIMD
             for (r = 0; r < TILE; r++)
                 acc[r] = b0;
             pair_dot(acc, xt, TILE, &op->pairs[0], co);
@@ -1576,7 +1595,7 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
         for (c = 0; c < ch; c++)
             mean[rr * ch + c] = msum[c * frames + rr] / groups_f;
     lmn_quant_values(mean, (int)(frames * ch), f[14], f[15], f[16], mq_o);
-#ifdef LMN_PAIRS
+#ifdef LMN_SIMD
     { /* b = L2(mq) and the second half of L3 as the frames' sums per output channel */
         int16_t *fp = (int16_t *)(work + layout.pairs);
         int32_t *fa = (int32_t *)(work + layout.sums);
@@ -1632,7 +1651,7 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
             part[co * frames + rr] = wide[co];
     }
 #endif
-#if defined(LMN_PAIRS) && defined(__aarch64__)
+#if defined(LMN_SIMD) && defined(__aarch64__)
     byte_table codes1;
     const int codes1_bytes = byte_table_of(&codes1, op->codes1);
 #endif
@@ -1640,7 +1659,7 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
         int64_t r0 = t * TILE, nr = rows - r0 < TILE ? rows - r0 : TILE;
         const unsigned char *at = a + t * ch * TILE;
         int64_t frame[TILE];
-#ifdef LMN_PAIRS
+#ifdef LMN_SIMD
         for (c = 0; c < ch; c += 2) {
             int16_t *xp = xt + c * TILE;
             const unsigned char *a0 = at + c * TILE, *a1 = a0 + TILE;
@@ -1691,7 +1710,7 @@ static inline void tac_one(lmn_model *m, const lmn_op *op, int64_t o, const int6
             for (q = 0; q < nc; q++) {
                 int32_t *aq = acc + q * TILE;
                 const int32_t *pc = part + (co + q) * frames; /* channel-major: runs of consecutive frames */
-#ifdef LMN_PAIRS
+#ifdef LMN_SIMD
                 for (r = 0; r < TILE;) {
                     int64_t len = TILE - r < frames - frame[r] ? TILE - r : frames - frame[r];
                     memcpy(aq + r, pc + frame[r], (size_t)len * sizeof *aq);
@@ -1743,7 +1762,7 @@ static void tac(lmn_model *m, const lmn_op *op)
     for_each_block(m, op, op->f[2], op->f[4], tac_one);
 }
 
-#ifndef LMN_PAIRS
+#ifndef LMN_SIMD
 /* acc[t] += sum_ci w[ci * wstride] * x[ci * stride + t] for t < len: rows of one block, channel-major */
 static void rows_dot(int32_t *restrict acc, const int32_t *restrict x, int64_t stride, int64_t cin, int64_t len,
                      const int8_t *restrict w, int64_t wstride)
@@ -1814,7 +1833,7 @@ static inline void gcblock_one(lmn_model *m, const lmn_op *op, int64_t o, const 
     int64_t t, c, co, j;
     lmn_stats st;
     lmn_norm nm;
-#ifndef LMN_PAIRS
+#ifndef LMN_SIMD
     int64_t i, ci;
 #endif
 #ifdef _OPENMP
@@ -1826,7 +1845,7 @@ static inline void gcblock_one(lmn_model *m, const lmn_op *op, int64_t o, const 
     acc = xt + cin * frames;
     x16 = (int16_t *)(acc + 4 * frames); /* int16 copies for the narrow layers: the input or g, and a row */
     a16 = x16 + (cin > ch ? cin : ch) * frames;
-#ifdef LMN_PAIRS
+#ifdef LMN_SIMD
     /* the block's input in channel pairs (x16 and a16 together hold (max(C_in, Ch) + 1) x T int16); its
      * codes are of <= 8 bits, as the loader's int32 bound of the layer assumes */
     pairs_from_rows(x16, xo, frames, frames, cin);
@@ -1900,7 +1919,7 @@ static inline void gcblock_one(lmn_model *m, const lmn_op *op, int64_t o, const 
     requant_table_stats(h, n, (int)f[26], (int32_t)f[27], (int32_t)f[28], op->codes2, &st);
     norm_prepare(h, n, &st, (int)f[34], (int)f[35], &nm);
     norm_apply_requant(h, g, ch, frames, &nm, op->norm[2], op->norm[3], (int)f[36], (int32_t)f[37], (int32_t)f[38]);
-#ifdef LMN_PAIRS
+#ifdef LMN_SIMD
     pairs_from_channels(x16, g, frames, ch);
 #else
     if (op->narrow & 2)
@@ -1911,7 +1930,7 @@ static inline void gcblock_one(lmn_model *m, const lmn_op *op, int64_t o, const 
         int64_t nc = cout - co < 4 ? cout - co : 4, q;
         for (q = 0; q < nc; q++) {
             int32_t *aq = acc + q * frames, b0 = op->ints3 ? op->ints3[co + q] : 0;
-#ifdef LMN_PAIRS
+#ifdef LMN_SIMD
             for (t = 0; t < frames; t++)
                 aq[t] = b0;
             pair_dot(aq, x16, frames, &op->pairs[1], co + q);
@@ -1940,7 +1959,7 @@ static void gcblock(lmn_model *m, const lmn_op *op)
     for_each_block(m, op, op->f[2], op->f[3], gcblock_one);
 }
 
-int lmn_execute(lmn_model *m, const lmn_op *op)
+int LMN_EXECUTE(lmn_model *m, const lmn_op *op)
 {
     switch (op->opcode) {
     case OP_QUANT_FLOAT: quant_float(m, op); break;

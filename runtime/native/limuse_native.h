@@ -50,6 +50,16 @@ typedef struct lmn_buffers {
  * past the caller's arrays). threads <= 0 keeps the OpenMP default. */
 int lmn_run(lmn_model *model, const lmn_buffers *buffers, int threads, char *err, size_t err_len);
 
+/* SIMD paths. One build runs on any x86-64 (or aarch64) and picks its path at run time: "portable" (the
+ * plain C loops), the target's baseline ("sse2" on x86-64, "neon" on aarch64) and "avx2" where the CPU has
+ * AVX2 and FMA. Every path gives the same bytes. lmn_load takes the best one, or the one named by the
+ * environment variable LIMUSE_NATIVE_ISA ("best" or empty: the best); naming a path this build or CPU
+ * lacks makes lmn_load fail with a one-line error. lmn_isa_list: the paths available here, worst first,
+ * space-separated; lmn_isa: the path a model runs; lmn_set_isa: switch it (NULL or "best": the best). */
+const char *lmn_isa_list(void);
+const char *lmn_isa(const lmn_model *model);
+int lmn_set_isa(lmn_model *model, const char *isa, char *err, size_t err_len);
+
 /* Seconds spent in each kernel type during the runs so far (index = opcode, FORMAT.md), and the names. */
 int lmn_kernel_count(void);
 const char *lmn_kernel_name(int opcode);

@@ -1,6 +1,8 @@
 /* limuse_native_run: a packed model on raw PCM files, for porters without Python.
  *
- *   limuse_native_run MODEL.packed.bin MIXTURE.f32 [VOICEPRINT.f32] [VISUAL.f32] OUT.f32
+ *   limuse_native_run [-v] MODEL.packed.bin MIXTURE.f32 [VOICEPRINT.f32] [VISUAL.f32] OUT.f32
+ *
+ * -v names the SIMD path on stderr (the CPU's best, or $LIMUSE_NATIVE_ISA: limuse_native.h).
  *
  * Raw little-endian float32: the mixture as (channels, samples) channel after channel, exactly the
  * model's window (see its CONF section: window_samples, mic_channels); the voiceprint (512 values) and the
@@ -8,6 +10,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "limuse_native.h"
 
@@ -48,14 +51,22 @@ int main(int argc, char **argv)
     lmn_buffers buffers;
     int i, arg = 2, needed = 0, rc = 1;
     FILE *file;
+    int verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
+    if (verbose) {
+        argv[1] = argv[0];
+        argv++;
+        argc--;
+    }
     if (argc < 4) {
-        fprintf(stderr, "usage: %s MODEL.packed.bin MIXTURE.f32 [VOICEPRINT.f32] [VISUAL.f32] OUT.f32\n", argv[0]);
+        fprintf(stderr, "usage: %s [-v] MODEL.packed.bin MIXTURE.f32 [VOICEPRINT.f32] [VISUAL.f32] OUT.f32\n", argv[0]);
         return 2;
     }
     if (lmn_load_file(argv[1], &model, err, sizeof err) != 0) {
         fprintf(stderr, "limuse_native_run: error: %s\n", err);
         return 2;
     }
+    if (verbose)
+        fprintf(stderr, "limuse_native_run: SIMD path %s (this CPU and build: %s)\n", lmn_isa(model), lmn_isa_list());
     for (i = 0; i < 3; i++)
         needed += lmn_input_elements(model, i) > 0;
     if (argc != 2 + needed + 1) {

@@ -1266,6 +1266,8 @@ int lmn_load(const unsigned char *data, size_t size, lmn_model **model, char *er
     }
     if (r.p != r.end)
         goto bad_program;
+    if (lmn_set_isa(m, getenv("LIMUSE_NATIVE_ISA"), err, err_len) != 0)
+        goto fail;
     *model = m;
     return 0;
 bad_sections:

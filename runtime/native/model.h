@@ -16,12 +16,13 @@ enum {
 #define LMN_TILE 64
 #define LMN_TILE_CHANNELS 512
 
-/* x86-64 (SSE2 always, AVX2 with -march where the CPU has it) and aarch64 (NEON): the fused kernels' dot
+/* x86-64 (SSE2 always, AVX2 where the CPU has it: chosen at run time) and aarch64 (NEON): the fused kernels' dot
  * products take two input channels per step (x86: pmaddwd, int16 x int16 pairs summed into int32 lanes;
  * aarch64: the pair split into its channels on load, each multiplied by its weight lane and accumulated),
  * from a channel-pair layout of the codes and a list of each output channel's nonzero weight pairs built at load.
  * The sums are the same integers as the portable loops' (every one below 2^31 by the loader's bound, so
- * their order does not matter); -DLMN_NO_SIMD builds the portable loops alone (what the tests compare). */
+ * their order does not matter). The loader builds that layout wherever LMN_PAIRS is defined; the portable
+ * path ignores it. -DLMN_NO_SIMD builds the portable loops alone. */
 #if (defined(__SSE2__) || defined(__aarch64__)) && !defined(LMN_NO_SIMD)
 #define LMN_PAIRS 1
 #endif
@@ -114,10 +115,19 @@ struct lmn_model {
     unsigned char *work;
     size_t work_per_thread;
     int work_threads;
+    int (*execute)(lmn_model *m, const lmn_op *op); /* the kernels of the path this model runs, and its name (lmn_isa) */
+    const char *isa;
 };
 
 void lmn_error(char *err, size_t err_len, const char *fmt, ...);
-int lmn_execute(lmn_model *m, const lmn_op *op);
+/* One kernel in the path this model runs (engine.c picks it at load: lmn_set_isa); 0, or 1 for an unknown
+ * opcode. Each path is a copy of kernels.c compiled with other SIMD (kernels.c's head): lmn_execute_base
+ * (the baseline of the target: SSE2, NEON, or the portable loops), lmn_execute_portable, and
+ * lmn_kernels_avx2 (NULL where this build has no AVX2 copy). */
+typedef int (*lmn_execute_fn)(lmn_model *m, const lmn_op *op);
+int lmn_execute_base(lmn_model *m, const lmn_op *op);
+int lmn_execute_portable(lmn_model *m, const lmn_op *op);
+extern const lmn_execute_fn lmn_kernels_avx2;
 
 /* A TAC kernel's per-thread work area for one block of rows (groups x frames): byte offsets and the size. */
 typedef struct {

@@ -1,6 +1,7 @@
 """The native engine on a tiny -po2-inorm model: every integer tensor and every float tensor equal to the
 golden engine's (the decoder's waveform within float rounding), the CLI, the standalone C program and
-its aarch64 build under qemu, bit for bit. (Against Brevitas: the golden engine's own tests; on this
+its aarch64 build under qemu, and every SIMD path of one build (forced in turn, and under qemu-x86_64 on a
+CPU without AVX2), bit for bit. (Against Brevitas: the golden engine's own tests; on this
 input length golden itself differs from Brevitas after the visual interpolation, which is not the
 native engine's contract.)"""
 from __future__ import annotations
@@ -16,9 +17,7 @@ from system_tools import c_compiler, require
 
 from limuse_runtime.cli import main as limuse_run
 from limuse_runtime.native import NativeModel, NativeSeparator
-from limuse_runtime.native.build import HERE, SOURCES
-
-RUNNER = "limuse_native_run.c"
+from limuse_runtime.native import binding, build
 
 
 @pytest.mark.parametrize("fusion", [False, True], ids=["one-kernel-per-op", "fused"])
@@ -74,7 +73,8 @@ def test_limuse_run_picks_the_native_engine_from_the_file(tiny_packed, tmp_path,
     np.save(tmp_path / "vp.npy", inputs["voiceprint"][0])
     assert limuse_run(["--model", str(path), "--mixture", str(tmp_path / "mix.wav"), "--voiceprint",
                        str(tmp_path / "vp.npy"), "--out", str(tmp_path / "y.wav")]) == 0
-    assert "RTF" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "RTF" in printed and f"(native engine, {binding.isa_list()[-1]})" in printed
     y, rate = sf.read(str(tmp_path / "y.wav"), dtype="float32")
     assert rate == 16000 and y.shape == (mixture.shape[1],) and np.isfinite(y).all()
     # first window: the packed model on the first SAMPLES samples, with no face (zeros)
@@ -95,11 +95,9 @@ def test_limuse_run_rejects_bad_input_for_a_packed_model(tiny_packed, tmp_path, 
     assert "channel" in err and len(err.splitlines()) == 1 and not out.exists()
 
 
-def _build_runner(cc: str, out, *flags) -> str:
-    sources = [str(HERE / s) for s in SOURCES + (RUNNER,)]
-    subprocess.run([cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", *flags, "-o", str(out),
-                    *sources, "-lm"], check=True, capture_output=True, text=True)
-    return str(out)
+def _build_runner(cc: str, out, *flags, openmp: bool = False) -> str:
+    """limuse_native_run built by the Makefile (build.py), as the library is, with -Werror and flags"""
+    return str(build.build(out, cc=cc, openmp=openmp, extra=("-Werror", *flags), program=True))
 
 
 def _raw_inputs(tiny_packed, tmp_path) -> list:
@@ -119,32 +117,123 @@ def test_standalone_program_equals_the_python_binding(tiny_packed, tmp_path):
     assert bad.returncode == 2 and "input file" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("flags", [("-DLMN_NO_SIMD",), ("-march=native",), ("-mno-avx2",)],
-                         ids=["portable", "native", "sse2"])
-def test_simd_paths_equal_the_portable_loops(tiny_packed, tmp_path, flags):
-    """The pmaddwd channel-pair dot products (SSE2 / AVX2) and the portable int16/int32 loops: same bytes"""
-    cc = c_compiler()
+def _run(runner, path, raw, out, *, env=None, qemu=()) -> "subprocess.CompletedProcess":
+    import os
+    return subprocess.run([*qemu, runner, "-v", str(path), *raw, str(out)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+
+def test_every_simd_path_of_one_build_gives_the_same_bytes(tiny_packed, tmp_path, monkeypatch):
+    """One library, each path this CPU has forced in turn (the binding, LIMUSE_NATIVE_ISA), and a build
+    with the portable loops alone (-DLMN_NO_SIMD, no channel-pair layout): the same bytes"""
     path, inputs, _ = tiny_packed
-    runner = _build_runner(cc, tmp_path / "limuse_native_run", *flags)
-    subprocess.run([runner, str(path), *_raw_inputs(tiny_packed, tmp_path), str(tmp_path / "y.f32")], check=True)
+    args = [inputs[n][0] for n in ("mixture", "voiceprint", "visual")]
+    paths = binding.isa_list()
+    assert paths[:2] == ["portable", "sse2"] and set(paths) <= {"portable", "sse2", "avx2"}, paths
+    model = NativeModel(path)
+    assert model.isa == paths[-1]  # the best this CPU has
+    outputs = {}
+    for isa in paths:
+        model.set_isa(isa)
+        assert model.isa == isa
+        outputs[isa] = model.run(*args).tobytes()
+        monkeypatch.setenv("LIMUSE_NATIVE_ISA", isa)
+        forced = NativeModel(path)
+        assert forced.isa == isa
+        assert forced.run(*args).tobytes() == outputs[isa], isa
+    monkeypatch.delenv("LIMUSE_NATIVE_ISA")
+    assert len(set(outputs.values())) == 1, {k: hash(v) for k, v in outputs.items()}
+    runner = _build_runner(c_compiler(), tmp_path / "run_plain", "-DLMN_NO_SIMD")
+    done = _run(runner, path, _raw_inputs(tiny_packed, tmp_path), tmp_path / "y.f32")
+    assert done.returncode == 0 and "SIMD path portable" in done.stderr, done.stderr
+    assert (tmp_path / "y.f32").read_bytes() == outputs["portable"]
+
+
+def test_asking_for_a_path_this_cpu_or_build_lacks_is_a_one_line_error(tiny_packed, tmp_path, monkeypatch, capsys):
+    path, _, _ = tiny_packed
+    model = NativeModel(path)
+    for bad in ("neon", "avx512", "SSE2"):
+        with pytest.raises(binding.NativeError, match="paths here: portable sse2") as err:
+            model.set_isa(bad)
+        assert len(str(err.value).splitlines()) == 1
+        monkeypatch.setenv("LIMUSE_NATIVE_ISA", bad)
+        with pytest.raises(binding.NativeError, match="LIMUSE_NATIVE_ISA"):
+            NativeModel(path)
+    np.save(tmp_path / "vp.npy", np.zeros(512, np.float32))
+    sf.write(str(tmp_path / "mix.wav"), np.zeros((SAMPLES, 2), np.float32), 16000, subtype="FLOAT")
+    assert limuse_run(["--model", str(path), "--mixture", str(tmp_path / "mix.wav"), "--voiceprint",
+                       str(tmp_path / "vp.npy"), "--out", str(tmp_path / "y.wav")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("limuse-run: error:") and "LIMUSE_NATIVE_ISA" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "y.wav").exists()
+    monkeypatch.delenv("LIMUSE_NATIVE_ISA")
+    runner = _build_runner(c_compiler(), tmp_path / "run")
+    done = _run(runner, path, _raw_inputs(tiny_packed, tmp_path), tmp_path / "y.f32", env={"LIMUSE_NATIVE_ISA": "neon"})
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "neon" in done.stderr
+    assert not (tmp_path / "y.f32").exists()
+
+
+def test_without_make_build_py_compiles_on_the_porters_one_cc_line(tiny_packed, tmp_path, monkeypatch):
+    """build.py without make: the Makefile's flags on one cc line (README); with gcc it still has every path"""
+    import shutil
+    cc = c_compiler()
+    which = shutil.which
+    monkeypatch.setattr(build.shutil, "which", lambda name: None if name == "make" else which(name))
+    runner = _build_runner(cc, tmp_path / "run_one_line")
+    path, inputs, _ = tiny_packed
+    raw = _raw_inputs(tiny_packed, tmp_path)
+    done = _run(runner, path, raw, tmp_path / "y.f32")
+    assert done.returncode == 0, done.stderr
+    if "gcc" in subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.lower():
+        assert f"this CPU and build: {' '.join(binding.isa_list())})" in done.stderr, done.stderr
     expected = NativeModel(path).run(*(inputs[n][0] for n in ("mixture", "voiceprint", "visual")))
-    assert np.fromfile(tmp_path / "y.f32", "<f4").tobytes() == expected.tobytes()
+    assert (tmp_path / "y.f32").read_bytes() == expected.tobytes()
+
+
+def test_default_build_runs_its_baseline_on_a_cpu_without_avx2(tiny_packed, tmp_path):
+    """The default build (the Makefile's flags, OpenMP) under qemu-x86_64 -cpu Nehalem (SSE4.2, no AVX): it
+    picks SSE2 and gives the bytes of the AVX2 path on this machine; asking it for AVX2 is a one-line error,
+    not SIGILL. On the host, the same build's best path."""
+    qemu = require("qemu-x86_64")["qemu-x86_64"]
+    path, _, _ = tiny_packed
+    raw = _raw_inputs(tiny_packed, tmp_path)
+    runner = _build_runner(c_compiler(), tmp_path / "run", openmp=True)
+    host = _run(runner, path, raw, tmp_path / "host.f32")
+    assert host.returncode == 0, host.stderr
+    old = _run(runner, path, raw, tmp_path / "old.f32", qemu=(qemu, "-cpu", "Nehalem"))
+    assert old.returncode == 0, old.stderr
+    assert "SIMD path sse2 (this CPU and build: portable sse2)" in old.stderr, old.stderr
+    assert (tmp_path / "old.f32").read_bytes() == (tmp_path / "host.f32").read_bytes()
+    asked = _run(runner, path, raw, tmp_path / "asked.f32", env={"LIMUSE_NATIVE_ISA": "avx2"},
+                 qemu=(qemu, "-cpu", "Nehalem"))
+    assert asked.returncode == 2 and len(asked.stderr.strip().splitlines()) == 1, asked.stderr
+    assert "lacks AVX2" in asked.stderr and not (tmp_path / "asked.f32").exists()
+    if "avx2" in binding.isa_list():  # a CPU with AVX2 under qemu: the AVX2 path, the same bytes
+        new = _run(runner, path, raw, tmp_path / "new.f32", qemu=(qemu, "-cpu", "Haswell"))
+        assert new.returncode == 0 and "SIMD path avx2" in new.stderr, new.stderr
+        assert (tmp_path / "new.f32").read_bytes() == (tmp_path / "host.f32").read_bytes()
 
 
 def test_aarch64_build_under_qemu_equals_x86_64(tiny_packed, tmp_path):
+    """One aarch64 build: its NEON path (the default) and its portable path, and a build with the portable
+    loops alone, under qemu-aarch64: the x86-64 bytes. (ARMv8.0 has NEON; no dotprod path yet.)"""
     tools = require("aarch64-linux-gnu-gcc", "qemu-aarch64")
-    cross, qemu = tools["aarch64-linux-gnu-gcc"], tools["qemu-aarch64"]
+    cross, qemu = tools["aarch64-linux-gnu-gcc"], (tools["qemu-aarch64"], "-L", "/usr/aarch64-linux-gnu")
     path, _, _ = tiny_packed
     raw = _raw_inputs(tiny_packed, tmp_path)
     native = _build_runner(c_compiler(), tmp_path / "run_x86")
-    subprocess.run([native, str(path), *raw, str(tmp_path / "x86.f32")], check=True)
+    assert _run(native, path, raw, tmp_path / "x86.f32").returncode == 0
     x86 = np.fromfile(tmp_path / "x86.f32", "<f4")
     assert x86.size == SAMPLES
-    for name, flags in (("neon", ()), ("portable", ("-DLMN_NO_SIMD",))):  # the NEON pair kernels, the plain loops
-        arm = _build_runner(cross, tmp_path / f"run_arm_{name}", *flags)
-        subprocess.run([qemu, "-L", "/usr/aarch64-linux-gnu", arm, str(path), *raw, str(tmp_path / f"{name}.f32")],
-                       check=True, timeout=600)
+    arm = _build_runner(cross, tmp_path / "run_arm")
+    plain = _build_runner(cross, tmp_path / "run_arm_plain", "-DLMN_NO_SIMD")
+    for name, runner, isa, expected in (("neon", arm, None, "neon"), ("portable", arm, "portable", "portable"),
+                                        ("plain", plain, None, "portable")):
+        done = _run(runner, path, raw, tmp_path / f"{name}.f32", qemu=qemu, env={"LIMUSE_NATIVE_ISA": isa or ""})
+        assert done.returncode == 0 and f"SIMD path {expected} " in done.stderr, (name, done.stderr)
         assert np.fromfile(tmp_path / f"{name}.f32", "<f4").tobytes() == x86.tobytes(), name
+    asked = _run(arm, path, raw, tmp_path / "avx2.f32", qemu=qemu, env={"LIMUSE_NATIVE_ISA": "avx2"})
+    assert asked.returncode == 2 and len(asked.stderr.strip().splitlines()) == 1, asked.stderr
 
 
 @pytest.fixture(scope="module")
