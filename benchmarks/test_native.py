@@ -11,7 +11,8 @@ model and the same tiled demo input, instead of exporting again.
 
 test_native_speed_and_memory (`-k speed`): the packed file of the 3 s QONNX against onnxruntime on the
 int8 ONNX file and eager PyTorch
-float (bundled limuse_k32_float), at 1 and 2 threads, in one process, interleaved; the engine's scratch
+float (bundled limuse_k32_float), at 1 and 2 threads, in one process, interleaved (at 1 thread also the
+engine's other SIMD paths this CPU has, forced: portable, sse2); the engine's scratch
 bytes; peak RSS of `limuse-run --model <packed>` on 10 s and 60 s of the demo tiled
 ->  benchmarks/results/native_speed.{json,md}
 """
@@ -198,6 +199,7 @@ def test_native_speed_and_memory(k32_3s, tmp_path):
     from limuse_edge import pretrained
     from limuse_export.native.pack import pack
     from limuse_runtime.native import NativeModel, build, library_path
+    from limuse_runtime.native.binding import isa_list
 
     int8, qonnx = str(k32_3s["int8"]), k32_3s["qonnx"]
     import onnxruntime as ort
@@ -207,7 +209,10 @@ def test_native_speed_and_memory(k32_3s, tmp_path):
     inputs, _ = demo_inputs(seconds * SAMPLE_RATE)
     packed = tmp_path / "k32.packed.bin"
     pack(qonnx, packed, {"name": MODEL})
-    native = NativeModel(packed)
+    native = NativeModel(packed)  # the best SIMD path this CPU has; the others (1 thread) as rows of their own
+    others = {isa: NativeModel(packed) for isa in isa_list() if isa != native.isa}
+    for isa, model in others.items():
+        model.set_isa(isa)
     args = [inputs[n][0] for n in ("mixture", "voiceprint", "visual")]
     eager = pretrained.from_pretrained("limuse_k32_float").eval()
     torch_inputs = {k: torch.from_numpy(v) for k, v in inputs.items()}
@@ -223,9 +228,10 @@ def test_native_speed_and_memory(k32_3s, tmp_path):
         def run_eager():
             with torch.no_grad():
                 eager(**torch_inputs)
+        paths = [(f"native {isa} path", lambda m=m: m.run(*args, threads=1)) for isa, m in others.items()]
         for backend, run in (("native", lambda: native.run(*args, threads=threads)),
                              ("onnxruntime int8", lambda: session.run(None, feeds)),
-                             ("eager float", run_eager)):
+                             ("eager float", run_eager), *(paths if threads == 1 else [])):
             rows.append(dict(backend=backend, threads=threads, **_median(run)))
     for row in rows:
         row["rtf_wall"] = round(row["wall_s"] / seconds, 4)
@@ -235,7 +241,7 @@ def test_native_speed_and_memory(k32_3s, tmp_path):
     report = {"model": MODEL, "packed_bytes": packed.stat().st_size, "scratch_bytes": native.scratch_bytes,
               "rows": rows, "kernel_seconds_1_thread": {k: round(v, 4) for k, v in native.kernel_seconds().items() if v},
               "rss_mb": {f"{s}s": _peak_rss_mb(packed, s, tmp_path) for s in (10, 60)},
-              "machine": machine()}
+              "machine": machine(), "native_isa": native.isa}
     by = {(r["backend"], r["threads"]): r for r in rows}
     report["speedup_1_thread_wall"] = {b: round(by[(b, 1)]["wall_s"] / by[("native", 1)]["wall_s"], 2)
                                        for b in ("onnxruntime int8", "eager float")}
@@ -248,7 +254,9 @@ def test_native_speed_and_memory(k32_3s, tmp_path):
              "| backend | threads | wall s (median of 5) | RTF wall | CPU s | RTF CPU |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['backend']} | {r['threads']} | {r['wall_s']:.3f} | {r['rtf_wall']:.3f} | {r['cpu_s']:.3f} | "
               f"{r['rtf_cpu']:.3f} |" for r in rows]
-    lines += ["", f"At 1 thread the native engine is {report['speedup_1_thread_wall']['onnxruntime int8']:.2f}x "
+    lines += ["", f"native: its best SIMD path here, {native.isa} (one build, the path picked at run time; the other "
+              "paths' rows are the same build with LIMUSE_NATIVE_ISA's choice, all byte-identical).",
+              "", f"At 1 thread the native engine is {report['speedup_1_thread_wall']['onnxruntime int8']:.2f}x "
               f"onnxruntime int8 and {report['speedup_1_thread_wall']['eager float']:.2f}x eager float (wall); "
               f"goal RTF <= {GOAL_RTF} and 5x both.", "", "| native kernel (1 thread) | s |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in sorted(report["kernel_seconds_1_thread"].items(), key=lambda kv: -kv[1])]
