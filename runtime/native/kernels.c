@@ -1485,7 +1485,7 @@ lmn_tac_work lmn_tac_layout(int64_t rows, int64_t frames, int64_t ch, int64_t co
 }
 #endif
 
-/* The TAC block (export/pack.py, _match_tac) of one outer index o at a time, so that its (K x R, Ch)
+/* The TAC block (export/native/fusion.py, _match_tac) of one outer index o at a time, so that its (K x R, Ch)
  * hidden codes stay in the cache instead of four full-size tensors in the arena:
  *   pass A: a = L1(x) per tile of rows (channel-major), kept as bytes; the float32 sum over the K groups
  *           of PReLU(a), in group order (numpy's strided reduction), into msum (R, Ch);
@@ -1809,7 +1809,7 @@ static void rows_dot16(int16_t *restrict acc, const int16_t *restrict x, int64_t
 
 #endif
 
-/* The GC-TCN convolution block (export/pack.py, _match_gcblock), one block of T frames at a time in the
+/* The GC-TCN convolution block (export/native/fusion.py, _match_gcblock), one block of T frames at a time in the
  * thread's scratch, channel-major (C x T: a weight is a broadcast over the block's frames):
  *   h = PReLU+Quant(requant(x W_e + b_e)); g = requant(norm(h)); h = requant(b_c + depthwise conv of g over
  *   the frames, zero-padded); h = PReLU+Quant(h); g = requant(norm(h)); out = [requant](g W_p + b_p).

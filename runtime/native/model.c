@@ -1111,7 +1111,7 @@ int lmn_load(const unsigned char *data, size_t size, lmn_model **model, char *er
     *model = NULL;
     if (size < 24 || memcmp(data, "LIMUSEPK", 8) != 0) {
         lmn_error(err, err_len, "packed model: not a LiMuSE packed model (bad magic); expected a <name>.packed.bin "
-                  "written by python -m limuse_export.pack");
+                  "written by python -m limuse_export.native.pack");
         return 1;
     }
     version = u32_at(data + 8);
