@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from limuse_edge.data import layout
-from limuse_edge.data.voiceprint_table import VOICEPRINT_SOURCES, read_voiceprint_table
+from limuse_edge.data.voiceprint_table import check_voiceprint_source, read_voiceprint_table
 from limuse_runtime.contract import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VISUAL_DIM, VOICEPRINT_DIM, n_video_frames
 _FRAME_SLACK = 2  # lip tracks a frame or two longer or shorter than the audio are trimmed or padded
 
@@ -37,9 +37,7 @@ class MCGridDataset(Dataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise NotADirectoryError(f"{self.root}: corpus root not found; expected an MC_Grid directory")
-        if voiceprint_source not in VOICEPRINT_SOURCES:
-            raise ValueError(f"voiceprint_source: got {voiceprint_source!r}; "
-                             f"expected one of {list(VOICEPRINT_SOURCES)}")
+        check_voiceprint_source(voiceprint_source)
         self.split, self.channels, self.seed = split, channels, seed
         self.lines = layout.read_list(self.root, split)[:limit]
         list_file = layout.list_path(self.root, split)

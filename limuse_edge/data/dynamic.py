@@ -28,7 +28,7 @@ from limuse_edge.data.build import DISTANCE_RANGE_M, MAX_LAG_S, PEAK_RANGE, SNR_
 from limuse_edge.data.cues import visual_features
 from limuse_edge.data.pool import VOICEPRINT_FILE, read_pool
 from limuse_edge.data.spatial import mix, spatialise
-from limuse_edge.data.voiceprint_table import VOICEPRINT_SOURCES
+from limuse_edge.data.voiceprint_table import check_voiceprint_source
 from limuse_runtime.contract import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VISUAL_DIM
 
 SILENT_PEAK = 1e-4
@@ -52,9 +52,7 @@ class DynamicMixDataset(Dataset):
         for name, value in (("no_face_fraction", no_face_fraction), ("face_drop_fraction", face_drop_fraction)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}: got {value}; expected a fraction in [0, 1]")
-        if voiceprint_source not in VOICEPRINT_SOURCES:
-            raise ValueError(f"voiceprint_source: got {voiceprint_source!r}; "
-                             f"expected one of {list(VOICEPRINT_SOURCES)}")
+        check_voiceprint_source(voiceprint_source)
         pool = read_pool(pool_dir)
         samples = int(round(segment_seconds * SAMPLE_RATE))
         if samples <= 0 or samples % SAMPLES_PER_VIDEO_FRAME:

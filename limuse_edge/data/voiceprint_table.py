@@ -19,6 +19,12 @@ import numpy as np
 # another utterance of the same voice ("reference", an enrolment recorded apart, as on a board).
 VOICEPRINT_SOURCES = ("target", "reference")
 
+
+def check_voiceprint_source(source: str) -> None:
+    """A one-line ValueError for anything but the sources above (the corpus loader and dynamic mixing)."""
+    if source not in VOICEPRINT_SOURCES:
+        raise ValueError(f"voiceprint_source: got {source!r}; expected one of {list(VOICEPRINT_SOURCES)}")
+
 # (module, name) that numpy's own pickles reference, numpy 1.x (numpy.core) and 2.x (numpy._core).
 # None of them calls user code: they build an empty ndarray / dtype / scalar from plain data.
 _ALLOWED_GLOBALS = frozenset(
